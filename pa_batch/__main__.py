@@ -1,0 +1,3 @@
+from pa_batch.cli import main
+
+main()

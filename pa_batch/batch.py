@@ -1,0 +1,241 @@
+"""Decide one batch of records: pure functions from text records to outcomes.
+
+    records ──RECORD_SCHEMA──► rejects
+       │ passed
+       ├── not baclofen powder ──► out of scope (counted)
+       │ baclofen powder
+       ├──POWDER_LINE_SCHEMA──► rejects
+       │ valid
+       ├── key seen before in the run (run state) ──► DUPLICATE_KEY reject
+       ▼
+    facts ──rules──► decision, reasons, advisories, approval window
+
+The only cross-batch input is the claim-key registry, passed in by the caller.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from pa_batch import normalize
+from pa_batch.decide import CODE_SEPARATOR, decide
+from pa_batch.errors import RunError
+from pa_batch.facts import line_facts
+from pa_batch.policy import (
+    APPROVED,
+    DENIED,
+    INVESTIGATIONAL,
+    OUT_OF_SCOPE,
+    POLICY_ID,
+    POLICY_VERSION,
+    REJECTED,
+)
+from pa_batch.readers import Batch
+from pa_batch.reference import ReferenceData
+from pa_batch.schemas.claim_extract import POWDER_LINE_SCHEMA, RECORD_SCHEMA, REJECT_CODES
+from pa_batch.schemas.outputs import REJECTS_SCHEMA, RESULTS_SCHEMA
+from pa_batch.state import ClaimKeyRegistry
+from pa_batch.validation import contract_failures
+
+DRUG_NAME_PATTERN = r"(?i)baclofen.*(?:powder|bulk)|(?:powder|bulk).*baclofen"
+KEY_SEPARATOR = "\x1f"  # cannot occur in a trimmed claim_id from a CSV or Parquet text cell
+
+
+@dataclass
+class BatchOutcome:
+    results: pd.DataFrame  # RESULTS_SCHEMA columns, input order
+    rejects: pd.DataFrame  # REJECTS_SCHEMA columns, by source_row then check order
+    outcomes: Counter[str]
+    reasons: Counter[str]
+    advisories: Counter[str]
+    errors: Counter[str]
+
+    @property
+    def rows_read(self) -> int:
+        return sum(self.outcomes.values())
+
+
+def process_batch(
+    batch: Batch, source_file: str, reference: ReferenceData, claim_keys: ClaimKeyRegistry
+) -> BatchOutcome:
+    """Every record of ``batch`` to exactly one outcome."""
+    records = batch.records
+    record_failures = contract_failures(RECORD_SCHEMA, records)
+    passed = ~records.index.isin(record_failures["position"])
+
+    in_scope = passed.copy()
+    in_scope[passed] = is_baclofen_powder(records.loc[passed], reference)
+    lines = records.loc[in_scope]  # index: position in the batch
+    line_failures = contract_failures(POWDER_LINE_SCHEMA, lines)
+    lines = lines.loc[~lines.index.isin(line_failures["position"])]
+
+    keys = (
+        lines["claim_id"]
+        + KEY_SEPARATOR
+        + normalize.line_number(lines["line_number"]).astype("str")
+    )
+    where = (
+        source_file
+        + " row "
+        + pd.Series(batch.source_rows[lines.index], index=lines.index).astype("str")
+    )
+    first_seen = claim_keys.claim(keys, where)
+    repeated = first_seen.notna().to_numpy()
+    duplicates = pd.DataFrame(
+        {
+            "position": lines.index[repeated],
+            "column": "line_number",
+            "error_code": "DUPLICATE_KEY",
+            "message": (
+                REJECT_CODES["DUPLICATE_KEY"] + " (first at " + first_seen[repeated] + ")"
+            ).to_numpy(),
+        }
+    )
+    lines = lines.loc[~repeated]
+
+    facts = line_facts(lines, reference)
+    decisions = decide(facts)
+    results = _results(lines, facts, decisions, batch.source_rows, source_file)
+    rejects = _rejects(records, batch, source_file, [record_failures, line_failures, duplicates])
+
+    rejected_records = int(
+        rejects.loc[rejects["error_code"] != "MALFORMED_RECORD", "source_row"].nunique()
+    )
+    outcomes = Counter(
+        {outcome: 0 for outcome in (APPROVED, DENIED, INVESTIGATIONAL, OUT_OF_SCOPE, REJECTED)}
+    )
+    outcomes.update(decisions["decision"].value_counts().to_dict())
+    outcomes[OUT_OF_SCOPE] = int((passed & ~in_scope).sum())
+    outcomes[REJECTED] = rejected_records + len(batch.malformed)
+    outcome = BatchOutcome(
+        results=results,
+        rejects=rejects,
+        outcomes=outcomes,
+        reasons=_code_counts(results["reasons"]),
+        advisories=_code_counts(results["advisories"]),
+        errors=Counter(rejects["error_code"].value_counts().to_dict()),
+    )
+    if outcome.rows_read != batch.rows_read:
+        raise RunError(
+            f"reconciliation failed: {outcome.rows_read} outcomes for {batch.rows_read} records",
+            file=source_file,
+        )
+    return outcome
+
+
+def is_baclofen_powder(records: pd.DataFrame, reference: ReferenceData) -> np.ndarray:
+    """SPEC §3 scope: a listed product NDC, or a drug name naming baclofen and powder or bulk."""
+    listed = normalize.ndc(records["ndc"]).isin(reference.product_ndcs)
+    named = normalize.on_distinct(
+        records["drug_name"], lambda names: names.str.contains(DRUG_NAME_PATTERN, regex=True)
+    )
+    return (listed | named.fillna(False).astype(bool)).to_numpy()
+
+
+def _results(
+    lines: pd.DataFrame,
+    facts: pd.DataFrame,
+    decisions: pd.DataFrame,
+    source_rows: np.ndarray,
+    source_file: str,
+) -> pd.DataFrame:
+    n = len(lines)
+    columns = {
+        "claim_id": lines["claim_id"],
+        "line_number": normalize.line_number(lines["line_number"]),
+        "member_id": lines["member_id"],
+        "service_date": facts["service_date"],
+        "ndc": normalize.ndc(lines["ndc"]),
+        "drug_name": lines["drug_name"],
+        "route": facts["route"],
+        "strength": lines["strength"],
+        "strength_unit": lines["strength_unit"],
+        "normalized_strength": facts["strength"],
+        "normalized_unit": facts["strength_unit"].where(facts["strength_given"]),
+        "diagnosis_codes": lines["diagnosis_codes"],
+        "spasticity_code": facts["spasticity_code"],
+        "member_birth_date": facts["birth_date"],
+        "age_years": facts["age_years"],
+        **{
+            name: decisions[name]
+            for name in ("decision", "reasons", "advisories", "approval_start", "approval_end")
+        },
+        "commercial_strength_row": facts["commercial_strength_row"],
+        "shortage_row": facts["shortage_row"],
+        "policy_id": pd.Series([POLICY_ID] * n, index=lines.index, dtype="str"),
+        "policy_version": pd.Series([POLICY_VERSION] * n, index=lines.index, dtype="str"),
+        "source_file": pd.Series([source_file] * n, index=lines.index, dtype="str"),
+        "source_row": pd.Series(
+            source_rows[lines.index.to_numpy()], index=lines.index, dtype="int64"
+        ),
+        **{
+            name: lines[name]
+            for name in (
+                "quantity",
+                "days_supply",
+                "prescriber_npi",
+                "pharmacy_npi",
+                "prior_auth_number",
+            )
+        },
+    }
+    frame = pd.DataFrame(columns, index=lines.index)
+    return frame[RESULTS_SCHEMA.names].reset_index(drop=True)
+
+
+def _rejects(
+    records: pd.DataFrame, batch: Batch, source_file: str, failures: list[pd.DataFrame]
+) -> pd.DataFrame:
+    found = pd.concat([f for f in failures if len(f)] or [failures[0]], ignore_index=True)
+    positions = found["position"].to_numpy(dtype=np.int64)
+    message = found["error_code"].map(REJECT_CODES)
+    if "message" in found:
+        message = found["message"].fillna(message)
+    value = np.full(len(found), None, dtype=object)
+    for column in found["column"].dropna().unique():
+        mine = (found["column"] == column).to_numpy()
+        value[mine] = records[column].to_numpy(dtype=object)[positions[mine]]
+    checked = pd.DataFrame(
+        {
+            "source_file": source_file,
+            "source_row": batch.source_rows[positions] if len(positions) else np.empty(0, np.int64),
+            "claim_id": records["claim_id"].to_numpy(dtype=object)[positions],
+            "line_number": records["line_number"].to_numpy(dtype=object)[positions],
+            "column": found["column"].to_numpy(dtype=object),
+            "error_code": found["error_code"].to_numpy(dtype=object),
+            "message": message.to_numpy(dtype=object),
+            "value": value,
+        }
+    )
+    malformed = batch.malformed
+    broken = pd.DataFrame(
+        {
+            "source_file": source_file,
+            "source_row": malformed["source_row"].to_numpy(),
+            "claim_id": None,
+            "line_number": None,
+            "column": None,
+            "error_code": "MALFORMED_RECORD",
+            "message": "record has "
+            + malformed["fields"].astype("str")
+            + " fields, the header has "
+            + malformed["expected_fields"].astype("str"),
+            "value": malformed["text"].to_numpy(dtype=object),
+        }
+    )
+    both = pd.concat([f for f in (checked, broken) if len(f)] or [checked], ignore_index=True)
+    both = both.astype({"source_row": "int64"})
+    both = both.sort_values("source_row", kind="stable").reset_index(drop=True)
+    return both[REJECTS_SCHEMA.names]
+
+
+def _code_counts(joined: pd.Series) -> Counter[str]:
+    counts: Counter[str] = Counter()
+    for combination, n in joined[joined != ""].value_counts().items():
+        for code in str(combination).split(CODE_SEPARATOR):
+            counts[code] += int(n)
+    return counts

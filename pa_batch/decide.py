@@ -1,0 +1,58 @@
+"""The decision (SPEC §5), assembled in one place from the criteria and advisories registry.
+
+Investigational if any investigational reason; else denied if any reason; else approved.
+Reason and advisory codes are joined by ``|`` in registry order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from pa_batch import normalize
+from pa_batch.policy import APPROVAL_MONTHS, APPROVED, DENIED, INVESTIGATIONAL
+from pa_batch.rules import ADVISORIES, CRITERIA
+
+CODE_SEPARATOR = "|"
+
+
+def decide(facts: pd.DataFrame) -> pd.DataFrame:
+    """Decision, reasons, advisories and approval window for each line of ``facts``."""
+    unmet = np.column_stack(
+        [np.asarray(c.unmet(facts), dtype=bool) for c in CRITERIA]
+        or [np.zeros(len(facts), dtype=bool)]
+    )
+    forces_investigational = np.array([c.forces == INVESTIGATIONAL for c in CRITERIA])
+    investigational = (unmet & forces_investigational).any(axis=1)
+    denied = ~investigational & unmet.any(axis=1)
+    decision = np.where(investigational, INVESTIGATIONAL, np.where(denied, DENIED, APPROVED))
+
+    advised = np.column_stack([np.asarray(a.applies(facts), dtype=bool) for a in ADVISORIES])
+    approved = pd.Series(decision == APPROVED, index=facts.index)
+    approval_start = facts["service_date"].where(approved)
+    return pd.DataFrame(
+        {
+            "decision": pd.Series(decision, index=facts.index, dtype="str"),
+            "reasons": _joined_codes(unmet, [c.code for c in CRITERIA], facts.index),
+            "advisories": _joined_codes(advised, [a.code for a in ADVISORIES], facts.index),
+            "approval_start": approval_start,
+            "approval_end": normalize.add_calendar_months_minus_one_day(
+                approval_start, APPROVAL_MONTHS
+            ),
+        },
+        index=facts.index,
+    )
+
+
+def _joined_codes(flags: np.ndarray, codes: Sequence[str], index: pd.Index) -> pd.Series:
+    """Codes joined in registry order, computed once per distinct combination of flags."""
+    weights = 1 << np.arange(len(codes), dtype=np.int64)
+    combination = flags.astype(np.int64) @ weights
+    distinct, position = np.unique(combination, return_inverse=True)
+    labels = [
+        CODE_SEPARATOR.join(code for bit, code in enumerate(codes) if value >> bit & 1)
+        for value in distinct.tolist()
+    ]
+    return pd.Series(np.asarray(labels, dtype=object)[position], index=index, dtype="str")

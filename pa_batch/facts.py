@@ -1,0 +1,102 @@
+"""What the policy needs to know about each baclofen powder line.
+
+Turns validated text columns into typed facts, with reference data (commercial strengths,
+shortages, the spasticity value set) applied as of each line's service date. The rules in
+``rules.py`` are plain boolean masks over these facts.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from pa_batch import normalize
+from pa_batch.reference import ReferenceData
+
+MG = "mg"
+MG_PER_ML = "mg/mL"
+_UNIT_LABEL = {normalize.MASS: MG, normalize.CONCENTRATION: MG_PER_ML, normalize.PERCENT: "%"}
+_USABLE_KINDS = {
+    "oral": (normalize.MASS, normalize.CONCENTRATION),  # one mL is the unit of a liquid
+    "intrathecal": (normalize.CONCENTRATION,),
+}
+
+
+def line_facts(lines: pd.DataFrame, reference: ReferenceData) -> pd.DataFrame:
+    """Facts for validated baclofen powder lines (text columns of the input contract)."""
+    route = normalize.route(lines["route"])
+    unit = normalize.strength_unit(lines["strength_unit"])
+    amount = normalize.strength(lines["strength"])
+    service_date = normalize.dates(lines["service_date"])
+    birth_date = normalize.dates(lines["member_birth_date"])
+
+    strength_given = amount.notna() & unit["kind"].notna()
+    unit_fits_route = _usable_kind(route, unit["kind"])
+    usable = strength_given & unit_fits_route
+    strength = normalize.normalized_strength(amount, unit["factor"]).where(strength_given)
+
+    facts = pd.DataFrame(
+        {
+            "route": route,
+            "service_date": service_date,
+            "birth_date": birth_date,
+            "age_years": normalize.age_in_years(birth_date, service_date),
+            "strength_given": strength_given,
+            "strength_kind": unit["kind"],
+            "strength": strength,
+            "strength_unit": unit["kind"].map(_UNIT_LABEL).astype("str"),
+            "unit_fits_route": unit_fits_route,
+            "usable_strength": usable,
+        },
+        index=lines.index,
+    )
+    facts = facts.join(_diagnosis_facts(lines["diagnosis_codes"], reference))
+    keys = facts.loc[usable, ["route", "strength_kind", "strength", "service_date"]]
+    facts["commercial_strength_row"] = _active_row(keys, reference.commercial_strengths).reindex(
+        facts.index
+    )
+    facts["shortage_row"] = _active_row(keys, reference.shortages).reindex(facts.index)
+    return facts
+
+
+def _usable_kind(route: pd.Series, kind: pd.Series) -> pd.Series:
+    usable = pd.Series(False, index=route.index)
+    for name, kinds in _USABLE_KINDS.items():
+        usable |= (route == name).fillna(False) & kind.isin(kinds)
+    return usable.astype(bool)
+
+
+def _diagnosis_facts(diagnosis_codes: pd.Series, reference: ReferenceData) -> pd.DataFrame:
+    """``has_diagnosis`` and ``spasticity_code`` (the first code in the value set, or NA)."""
+    tokens = normalize.diagnosis_tokens(diagnosis_codes)
+    in_value_set = tokens["code"].str.startswith(reference.spasticity_prefixes)
+    first_match = tokens[in_value_set].drop_duplicates("row")
+    has_diagnosis = np.zeros(len(diagnosis_codes), dtype=bool)
+    has_diagnosis[tokens["row"].to_numpy()] = True
+    spasticity_code = pd.Series(pd.NA, index=range(len(diagnosis_codes)), dtype="str")
+    spasticity_code.iloc[first_match["row"].to_numpy()] = first_match["code"].to_numpy()
+    return pd.DataFrame(
+        {"has_diagnosis": has_diagnosis, "spasticity_code": spasticity_code.to_numpy()},
+        index=diagnosis_codes.index,
+    )
+
+
+def _active_row(keys: pd.DataFrame, table: pd.DataFrame) -> pd.Series:
+    """The first row of a dated reference table matching each line and active on its date.
+
+    Evaluated once per distinct (route, kind, strength, service date), then gathered.
+    Windows include both ends; an empty end is open.
+    """
+    join = ["route", "strength_kind", "strength"]
+    distinct = keys.drop_duplicates().reset_index(drop=True)
+    candidates = distinct.reset_index(names="key").merge(
+        table.rename(columns={"kind": "strength_kind"}), on=join, how="inner"
+    )
+    active = (candidates["start"].isna() | (candidates["start"] <= candidates["service_date"])) & (
+        candidates["end"].isna() | (candidates["service_date"] <= candidates["end"])
+    )
+    first = candidates[active].groupby("key")["reference_row"].min()
+    distinct["row"] = first.reindex(distinct.index).astype("Int64")
+    matched = keys.merge(distinct, on=[*join, "service_date"], how="left")["row"]
+    matched.index = keys.index
+    return matched

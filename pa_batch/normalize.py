@@ -1,0 +1,234 @@
+"""Normalization of SPEC §2–3: raw text cells in, typed values out, invalid values as NA.
+
+Every function takes a pandas ``str`` Series (trimmed; missing already NA) and is
+vectorized. Columns that repeat (routes, units, dates, NDCs, diagnosis lists) are evaluated
+once per distinct value and gathered back with an integer take, so the cost follows the
+number of distinct values, not the number of claim lines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Final
+
+import numpy as np
+import pandas as pd
+
+MISSING_ROUTE: Final = None
+
+ROUTE_SYNONYMS: Final[dict[str, str]] = {
+    **dict.fromkeys(["oral", "po", "by mouth", "26643006"], "oral"),
+    **dict.fromkeys(["intrathecal", "it", "ith", "72607000"], "intrathecal"),
+    **dict.fromkeys(
+        ["topical", "top", "transdermal", "cutaneous", "6064005", "45890007"], "topical"
+    ),
+}
+ROUTE_OTHER: Final = "other"
+
+MASS: Final = "mass"  # mg per dosage unit
+CONCENTRATION: Final = "concentration"  # mg per mL
+PERCENT: Final = "percent"  # cannot be checked against a limit
+
+# unit (lower-cased, whitespace removed) -> (kind, factor to mg or mg/mL)
+STRENGTH_UNITS: Final[dict[str, tuple[str, float]]] = {
+    **dict.fromkeys(
+        ["mg", "mg/unit", "mg/cap", "mg/capsule", "mg/tab", "mg/tablet", "mg/dose"], (MASS, 1.0)
+    ),
+    # the micro sign (U+00B5) and the Greek small mu (U+03BC) are both accepted
+    **dict.fromkeys(["mcg", "ug", "\u00b5g", "\u03bcg"], (MASS, 0.001)),
+    "g": (MASS, 1000.0),
+    "mg/ml": (CONCENTRATION, 1.0),
+    **dict.fromkeys(["mcg/ml", "ug/ml", "\u00b5g/ml", "\u03bcg/ml"], (CONCENTRATION, 0.001)),
+    "mg/5ml": (CONCENTRATION, 0.2),
+    "mg/l": (CONCENTRATION, 0.001),
+    "%": (PERCENT, float("nan")),
+}
+STRENGTH_DECIMALS: Final = 6
+
+DIAGNOSIS_SEPARATORS: Final = r"[,;|\s]+"
+DIAGNOSIS_CODE_PATTERN: Final = r"[A-Z][0-9][0-9A-Z]{1,5}"
+
+_NDC_SEGMENTS: Final = {(5, 4, 2), (4, 4, 2), (5, 3, 2), (5, 4, 1)}
+_NDC_PADDED_WIDTHS: Final = (5, 4, 2)
+
+
+def on_distinct(values: pd.Series, evaluate: Callable[[pd.Series], pd.Series]) -> pd.Series:
+    """Evaluate ``evaluate`` once per distinct non-missing value, then gather to every row.
+
+    Missing cells come back as the result's NA. ``evaluate`` receives the distinct values
+    as a Series with a fresh RangeIndex and must return a Series of the same length.
+    """
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    per_unique = evaluate(pd.Series(uniques, dtype=values.dtype)).reset_index(drop=True)
+    # append one NA slot so the -1 sentinel of a missing cell gathers NA
+    with_na = pd.concat([per_unique, pd.Series([None], dtype=per_unique.dtype)], ignore_index=True)
+    gathered = with_na.take(np.where(codes < 0, len(per_unique), codes))
+    gathered.index = values.index
+    return gathered
+
+
+def text(values: pd.Series) -> pd.Series:
+    """Trimmed text; a value that is empty after trimming is missing (SPEC §2)."""
+    trimmed = values.astype("str").str.strip()
+    return trimmed.where(trimmed != "")
+
+
+def line_number(values: pd.Series) -> pd.Series:
+    """Whole number >= 1: ``3``, ``3.0`` and ``03`` are 3; ``1.5``, ``0``, ``-1``, ``x`` are NA."""
+
+    def parse(distinct: pd.Series) -> pd.Series:
+        whole = distinct.str.fullmatch(r"\+?[0-9]+(\.0*)?")
+        digits = distinct.str.replace(r"^\+", "", regex=True).str.replace(r"\.0*$", "", regex=True)
+        # more than 18 digits would overflow int64; no real line number is that long
+        usable = whole & (digits.str.len() <= 18)
+        number = pd.to_numeric(digits.where(usable), errors="coerce").astype("Int64")
+        return number.where(number >= 1)
+
+    return on_distinct(values, parse).astype("Int64")
+
+
+def dates(values: pd.Series) -> pd.Series:
+    """``YYYY-MM-DD`` or ``YYYYMMDD`` (NCPDP CCYYMMDD) naming a real calendar date, else NaT."""
+
+    def parse(distinct: pd.Series) -> pd.Series:
+        parts = distinct.str.extract(r"^(?P<y>[0-9]{4})-?(?P<m>[0-9]{2})-?(?P<d>[0-9]{2})$")
+        # the dash form needs both dashes, the compact form none
+        dashes = distinct.str.count("-")
+        shape_ok = parts["y"].notna() & ((dashes == 0) | (dashes == 2))
+        year = pd.to_numeric(parts["y"].where(shape_ok), errors="coerce").fillna(0).astype(int)
+        month = pd.to_numeric(parts["m"].where(shape_ok), errors="coerce").fillna(0).astype(int)
+        day = pd.to_numeric(parts["d"].where(shape_ok), errors="coerce").fillna(0).astype(int)
+        plausible = shape_ok & (year >= 1) & month.between(1, 12) & (day >= 1)
+        first_of_month = _first_of_month(year.where(plausible, 1970), month.where(plausible, 1))
+        month_length = (_add_months(first_of_month, 1) - first_of_month).astype("timedelta64[D]")
+        real = plausible & (day.to_numpy() <= month_length.astype(int))
+        days = first_of_month + (day.where(real, 1).to_numpy() - 1).astype("timedelta64[D]")
+        return pd.Series(days, dtype="datetime64[s]").where(real)
+
+    return on_distinct(values, parse).astype("datetime64[s]")
+
+
+def ndc(values: pd.Series) -> pd.Series:
+    """NDC as 11 digits: 11 digits as given, or hyphenated 5-4-2, 4-4-2, 5-3-2, 5-4-1 padded.
+
+    An unhyphenated 10-digit NDC is ambiguous (which segment is short?) and so invalid.
+    """
+
+    def parse(distinct: pd.Series) -> pd.Series:
+        eleven = distinct.where(distinct.str.fullmatch(r"[0-9]{11}"))
+        segments = distinct.str.extract(r"^([0-9]+)-([0-9]+)-([0-9]+)$")
+        widths = segments.apply(lambda column: column.str.len())
+        shape_ok = pd.Series(False, index=distinct.index)
+        for shape in _NDC_SEGMENTS:
+            shape_ok |= (widths[0] == shape[0]) & (widths[1] == shape[1]) & (widths[2] == shape[2])
+        padded = (
+            segments[0].str.zfill(_NDC_PADDED_WIDTHS[0])
+            + segments[1].str.zfill(_NDC_PADDED_WIDTHS[1])
+            + segments[2].str.zfill(_NDC_PADDED_WIDTHS[2])
+        )
+        return eleven.fillna(padded.where(shape_ok))
+
+    return on_distinct(values, parse).astype("str")
+
+
+def route(values: pd.Series) -> pd.Series:
+    """``oral``, ``intrathecal``, ``topical``, ``other``; NA when the route is missing."""
+
+    def parse(distinct: pd.Series) -> pd.Series:
+        key = distinct.str.lower().str.replace(r"\s+", " ", regex=True)
+        return key.map(ROUTE_SYNONYMS).fillna(ROUTE_OTHER).astype("str")
+
+    return on_distinct(values, parse).astype("str")
+
+
+def strength(values: pd.Series) -> pd.Series:
+    """A finite number > 0, else NaN (and missing stays NaN: callers tell the two apart)."""
+
+    def parse(distinct: pd.Series) -> pd.Series:
+        decimal = distinct.str.fullmatch(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
+        number = pd.to_numeric(distinct.where(decimal), errors="coerce").astype("float64")
+        return number.where(np.isfinite(number) & (number > 0))
+
+    return on_distinct(values, parse).astype("float64")
+
+
+def unit_key(values: pd.Series) -> pd.Series:
+    """The lookup key of a strength unit: lower-cased, all whitespace removed."""
+    return values.str.lower().str.replace(r"\s+", "", regex=True)
+
+
+def strength_unit(values: pd.Series) -> pd.DataFrame:
+    """Columns ``kind`` (mass, concentration, percent; NA if invalid or missing), ``factor``."""
+    kind = on_distinct(values, lambda units: unit_key(units).map(_UNIT_KIND).astype("str"))
+    factor = on_distinct(values, lambda units: unit_key(units).map(_UNIT_FACTOR).astype(float))
+    return pd.DataFrame({"kind": kind, "factor": factor}, index=values.index)
+
+
+_UNIT_KIND: Final = {unit: kind for unit, (kind, _) in STRENGTH_UNITS.items()}
+_UNIT_FACTOR: Final = {unit: factor for unit, (_, factor) in STRENGTH_UNITS.items()}
+
+
+def normalized_strength(amount: pd.Series, factor: pd.Series) -> pd.Series:
+    """Strength in mg or mg/mL, rounded to 6 decimals before any comparison (SPEC §3)."""
+    return (amount * factor).round(STRENGTH_DECIMALS)
+
+
+def diagnosis_tokens(values: pd.Series) -> pd.DataFrame:
+    """One row per diagnosis token: ``row`` (position in ``values``) and normalized ``code``.
+
+    Codes are upper-cased with dots removed. Tokens are split on ``, ; |`` and whitespace.
+    """
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    distinct = pd.Series(uniques, dtype="str")
+    tokens = (
+        distinct.str.upper()
+        .str.replace(".", "", regex=False)
+        .str.strip(",;| \t\r\n")
+        .str.split(DIAGNOSIS_SEPARATORS, regex=True)
+        .explode()
+    )
+    tokens = tokens[tokens.notna() & (tokens != "")]
+    per_distinct = pd.DataFrame({"distinct": tokens.index.to_numpy(), "code": tokens.to_numpy()})
+    rows = pd.DataFrame({"row": np.arange(len(values)), "distinct": codes})
+    exploded = rows.merge(per_distinct, on="distinct", how="inner", sort=False)
+    exploded = exploded.sort_values(["row"], kind="stable")
+    return exploded[["row", "code"]].reset_index(drop=True).astype({"code": "str"})
+
+
+def valid_diagnosis_code(codes: pd.Series) -> pd.Series:
+    return codes.str.fullmatch(DIAGNOSIS_CODE_PATTERN).fillna(False).astype(bool)
+
+
+def _first_of_month(year: pd.Series, month: pd.Series) -> np.ndarray:
+    months_since_epoch = (year.to_numpy() - 1970) * 12 + (month.to_numpy() - 1)
+    return months_since_epoch.astype("datetime64[M]").astype("datetime64[D]")
+
+
+def _add_months(first_of_month: np.ndarray, months: int) -> np.ndarray:
+    return (first_of_month.astype("datetime64[M]") + months).astype("datetime64[D]")
+
+
+def add_calendar_months_minus_one_day(start: pd.Series, months: int) -> pd.Series:
+    """``start`` plus ``months`` calendar months (day clipped to the month's end), less a day.
+
+    This is the policy's approval window: 2024-05-01 -> 2025-04-30, 2024-02-29 -> 2025-02-27.
+    """
+    days = start.to_numpy().astype("datetime64[D]")
+    month_start = days.astype("datetime64[M]")
+    day_offset = days - month_start.astype("datetime64[D]")
+    target_month = month_start + months
+    target_length = (target_month + 1).astype("datetime64[D]") - target_month.astype(
+        "datetime64[D]"
+    )
+    clipped = np.minimum(day_offset, target_length - np.timedelta64(1, "D"))
+    end = target_month.astype("datetime64[D]") + clipped - np.timedelta64(1, "D")
+    return pd.Series(end, index=start.index, dtype="datetime64[s]").where(start.notna())
+
+
+def age_in_years(birth: pd.Series, on: pd.Series) -> pd.Series:
+    """Whole years on ``on``: difference of years, less one if (month, day) comes before birth's."""
+    b = birth.dt
+    o = on.dt
+    years = o.year - b.year
+    before_birthday = (o.month < b.month) | ((o.month == b.month) & (o.day < b.day))
+    return (years - before_birthday.astype("Int64")).astype("Int64")

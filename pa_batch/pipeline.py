@@ -1,0 +1,116 @@
+"""The run: read every input batch by batch, decide, stream outputs, reconcile, commit.
+
+I/O lives here and in the readers and writers; everything per batch is ``process_batch``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pa_batch import readers
+from pa_batch.batch import process_batch
+from pa_batch.errors import RunError
+from pa_batch.policy import OUTCOMES
+from pa_batch.reference import load_reference
+from pa_batch.schemas.outputs import REJECTS_SCHEMA, RESULTS_SCHEMA
+from pa_batch.state import ClaimKeyRegistry, RunCounts
+from pa_batch.summary import InputRecord, RunReport, summary_json, summary_markdown
+from pa_batch.writers import OutputDirectory, TableWriter
+
+SUMMARY_JSON = "summary.json"
+SUMMARY_MD = "summary.md"
+
+
+@dataclass
+class RunOptions:
+    inputs: list[Path]
+    out_dir: Path
+    output_format: str = "parquet"
+    reference_dir: Path | None = None
+    max_reject_rate: float | None = None
+    encoding: str = "utf-8"
+    batch_rows: int = readers.DEFAULT_BATCH_ROWS
+    on_batch: object = field(default=None, repr=False)  # progress callback(rows_so_far)
+
+
+def run(options: RunOptions) -> RunReport:
+    """Process every input into ``options.out_dir``; raise RunError if nothing is committed."""
+    started = time.monotonic()
+    started_at = datetime.now(UTC).replace(microsecond=0).isoformat()
+    sources = [readers.input_file(path) for path in options.inputs]
+    reference = load_reference(options.reference_dir)
+
+    output = OutputDirectory(options.out_dir).open()
+    results_name = f"results.{options.output_format}"
+    rejects_name = f"rejects.{options.output_format}"
+    try:
+        results = TableWriter(output.path(results_name), RESULTS_SCHEMA, options.output_format)
+        rejects = TableWriter(output.path(rejects_name), REJECTS_SCHEMA, options.output_format)
+        counts = RunCounts()
+        claim_keys = ClaimKeyRegistry()
+        inputs = []
+        for source in sources:
+            record = InputRecord(source.label, source.format, readers.sha256_of(source.path))
+            inputs.append(record)
+            for batch in readers.read_batches(
+                source, encoding=options.encoding, batch_rows=options.batch_rows
+            ):
+                outcome = process_batch(batch, source.label, reference, claim_keys)
+                results.write(outcome.results)
+                rejects.write(outcome.rejects)
+                record.rows += batch.rows_read
+                counts.rows_read += batch.rows_read
+                counts.outcomes.update(outcome.outcomes)
+                counts.reasons.update(outcome.reasons)
+                counts.advisories.update(outcome.advisories)
+                counts.errors.update(outcome.errors)
+                if callable(options.on_batch):
+                    options.on_batch(counts.rows_read)
+        results.close()
+        rejects.close()
+        reconcile(counts, results.rows)
+
+        report = RunReport(
+            inputs=inputs,
+            reference=reference.sources,
+            counts=counts,
+            options={
+                "format": options.output_format,
+                "reference_dir": str(options.reference_dir) if options.reference_dir else None,
+                "max_reject_rate": options.max_reject_rate,
+                "encoding": options.encoding,
+            },
+            outputs={"results": results_name, "rejects": rejects_name, "summary": SUMMARY_JSON},
+            started_at=started_at,
+        )
+        report.seconds = time.monotonic() - started
+        output.write_text(SUMMARY_MD, summary_markdown(report))
+        output.write_json(SUMMARY_JSON, summary_json(report))
+        output.commit([results_name, rejects_name, SUMMARY_MD, SUMMARY_JSON])
+        return report
+    except BaseException:
+        output.abort()
+        raise
+    finally:
+        output.close()
+
+
+def reconcile(counts: RunCounts, results_written: int) -> None:
+    """Refuse to commit unless every record read has exactly one outcome."""
+    total = sum(counts.outcomes[o] for o in OUTCOMES)
+    if total != counts.rows_read:
+        raise RunError(
+            f"reconciliation failed: {total} outcomes for {counts.rows_read} records read; "
+            "nothing committed"
+        )
+    decided = (
+        counts.outcomes["approved"] + counts.outcomes["denied"] + counts.outcomes["investigational"]
+    )
+    if decided != results_written:
+        raise RunError(
+            f"reconciliation failed: {results_written} result rows for {decided} decided lines; "
+            "nothing committed"
+        )

@@ -1,0 +1,68 @@
+"""Run a contract schema over one batch and turn pandera's failure cases into reject codes.
+
+pandera's exception text embeds cell values, so it is never printed or logged: only the
+structured failure cases are read, and only row positions, columns and check names leave.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import pandera.pandas as pa
+from pandera.errors import SchemaErrors
+
+from pa_batch.schemas.claim_extract import (
+    CROSS_COLUMN_CHECKS,
+    MISSING_REQUIRED_VALUE,
+    PANDERA_NOT_NULLABLE,
+    REJECT_CODES,
+)
+
+FAILURE_COLUMNS = ["position", "column", "error_code"]
+
+
+def contract_failures(schema: pa.DataFrameSchema, frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per failed check: ``position`` (the row's index label), column, error code.
+
+    Batches carry their row position as the index label, so a subset of a batch reports
+    positions in the whole batch. Rows come back ordered by position, then by column and
+    check order.
+    """
+    if frame.empty:
+        return contract_failures_empty()
+    try:
+        schema.validate(frame, lazy=True)
+    except SchemaErrors as errors:
+        cases = errors.failure_cases
+    else:
+        return contract_failures_empty()
+    code = cases["check"].astype("str").replace({PANDERA_NOT_NULLABLE: MISSING_REQUIRED_VALUE})
+    unexpected = ~code.isin(list(REJECT_CODES))
+    if unexpected.any():
+        # a dtype or column failure means the reader broke the contract: a bug, not bad data
+        raise RuntimeError(f"schema '{schema.name}' failed a structural check")
+    column = cases["column"].astype("str")
+    column = column.where(
+        cases["schema_context"] != "DataFrameSchema", code.map(CROSS_COLUMN_CHECKS)
+    )
+    failures = pd.DataFrame(
+        {
+            "position": cases["index"].astype("int64").to_numpy(),
+            "column": column.to_numpy(),
+            "error_code": code.to_numpy(),
+            "_order": range(len(cases)),
+        }
+    )
+    column_order = {name: i for i, name in enumerate(frame.columns)}
+    failures["_column_order"] = failures["column"].map(column_order)
+    failures = failures.sort_values(["position", "_column_order", "_order"], kind="stable")
+    return failures[FAILURE_COLUMNS].drop_duplicates().reset_index(drop=True)
+
+
+def contract_failures_empty() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "position": pd.Series(dtype="int64"),
+            "column": pd.Series(dtype="str"),
+            "error_code": pd.Series(dtype="str"),
+        }
+    )

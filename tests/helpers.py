@@ -1,0 +1,50 @@
+"""Helpers for tests: fixture paths and a view of a run's committed outputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+FIXTURES = Path(__file__).parent / "fixtures"
+SPEC_EXAMPLES = FIXTURES / "spec_examples"
+SAMPLE_DATA = Path(__file__).parent.parent / "sample_data"
+
+HEADER = (
+    "claim_id,line_number,member_id,member_birth_date,service_date,ndc,drug_name,route,"
+    "strength,strength_unit,diagnosis_codes"
+)
+
+
+class Run:
+    """A committed (or failed) run: exit code, console text, and the output files."""
+
+    def __init__(self, out: Path, exit_code: int, output: str, stderr: str):
+        self.out = out
+        self.exit_code = exit_code
+        self.output = output
+        self.stderr = stderr
+
+    @property
+    def summary(self) -> dict:
+        return json.loads((self.out / "summary.json").read_text())
+
+    def table(self, name: str) -> pd.DataFrame:
+        for suffix, read in ((".parquet", pd.read_parquet), (".csv", _read_csv_text)):
+            path = self.out / f"{name}{suffix}"
+            if path.exists():
+                return read(path)
+        raise FileNotFoundError(name)
+
+    @property
+    def results(self) -> pd.DataFrame:
+        return self.table("results")
+
+    @property
+    def rejects(self) -> pd.DataFrame:
+        return self.table("rejects")
+
+
+def _read_csv_text(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path, dtype="str", keep_default_na=False)
