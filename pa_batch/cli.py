@@ -16,6 +16,7 @@ import typer
 
 from pa_batch import __version__
 from pa_batch.errors import RunError
+from pa_batch.policy import OUTCOMES
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_OVER_THRESHOLD = 0, 1, 2, 3
 
@@ -95,13 +96,9 @@ def run(
     except Exception as error:  # an unexpected failure: its text may quote data, so name the type
         _fail(f"internal error ({type(error).__name__}); rerun with --debug for a traceback", debug)
     outcomes = report.counts.outcomes
-    typer.echo(
-        f"pa-batch: committed {report.counts.rows_read:,} records to {out}: "
-        + ", ".join(
-            f"{name} {outcomes[name]:,}"
-            for name in ("approved", "denied", "investigational", "out_of_scope", "rejected")
-        )
-    )
+    typer.echo(f"pa-batch: committed {report.counts.rows_read:,} records to {out}")
+    for name in OUTCOMES:
+        typer.echo(f"  {name:<16}{outcomes[name]:>12,}")
     if report.over_reject_threshold:
         typer.echo(
             f"pa-batch: reject rate {report.reject_rate:.2%} exceeds --max-reject-rate "
