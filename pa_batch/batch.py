@@ -41,7 +41,6 @@ from pa_batch.schemas.outputs import REJECTS_SCHEMA, RESULTS_SCHEMA
 from pa_batch.state import ClaimKeyRegistry
 from pa_batch.validation import contract_failures
 
-DRUG_NAME_PATTERN = r"(?i)baclofen.*(?:powder|bulk)|(?:powder|bulk).*baclofen"
 KEY_SEPARATOR = "\x1f"  # cannot occur in a trimmed claim_id from a CSV or Parquet text cell
 
 
@@ -130,10 +129,15 @@ def process_batch(
 def is_baclofen_powder(records: pd.DataFrame, reference: ReferenceData) -> np.ndarray:
     """SPEC §3 scope: a listed product NDC, or a drug name naming baclofen and powder or bulk."""
     listed = normalize.ndc(records["ndc"]).isin(reference.product_ndcs)
-    named = normalize.on_distinct(
-        records["drug_name"], lambda names: names.str.contains(DRUG_NAME_PATTERN, regex=True)
-    )
+    named = normalize.on_distinct(records["drug_name"], _names_baclofen_powder)
     return (listed | named.fillna(False).astype(bool)).to_numpy()
+
+
+def _names_baclofen_powder(names: pd.Series) -> pd.Series:
+    lower = names.str.lower()
+    return lower.str.contains("baclofen", regex=False) & (
+        lower.str.contains("powder", regex=False) | lower.str.contains("bulk", regex=False)
+    )
 
 
 def _results(

@@ -128,7 +128,7 @@ def canonical_header(names: list[str], label: str) -> dict[int, str]:
     return {i: name for i, name in enumerate(canonical) if name in INPUT_COLUMNS}
 
 
-def _text_records(columns: dict[str, pa.Array], length: int) -> pd.DataFrame:
+def text_records(columns: dict[str, pa.Array], length: int) -> pd.DataFrame:
     """Trimmed text columns (empty -> missing) for every contract column, absent ones NA."""
     data = {}
     for name in INPUT_COLUMNS:
@@ -144,8 +144,9 @@ def _text_records(columns: dict[str, pa.Array], length: int) -> pd.DataFrame:
 
 
 def _open_binary(source: InputFile):
-    raw = source.path.open("rb")
-    return gzip.open(raw) if source.path.name.lower().endswith(".gz") else raw
+    if source.path.name.lower().endswith(".gz"):
+        return gzip.open(source.path, "rb")
+    return source.path.open("rb")
 
 
 def _csv_header(source: InputFile, encoding: str) -> list[str]:
@@ -195,7 +196,7 @@ def _csv_batches(source: InputFile, *, encoding: str, batch_rows: int) -> Iterat
         n = record_batch.num_rows
         if n == 0:
             continue
-        records = _text_records(
+        records = text_records(
             {known[int(name[1:])]: record_batch.column(name) for name in record_batch.schema.names},
             n,
         )
@@ -210,7 +211,7 @@ def _csv_batches(source: InputFile, *, encoding: str, batch_rows: int) -> Iterat
         yield Batch(records, source_rows, batch_malformed)
     if emitted_malformed < len(malformed):
         yield Batch(
-            _text_records({}, 0),
+            text_records({}, 0),
             np.empty(0, np.int64),
             _malformed_frame(malformed[emitted_malformed:], len(header)),
         )
@@ -257,7 +258,7 @@ def _parquet_batches(source: InputFile, *, encoding: str, batch_rows: int) -> It
         }
         source_rows = np.arange(read_so_far + 1, read_so_far + n + 1, dtype=np.int64)
         read_so_far += n
-        yield Batch(_text_records(columns, n), source_rows)
+        yield Batch(text_records(columns, n), source_rows)
 
 
 def _as_text(column: pa.Array, label: str, name: str) -> pa.Array:

@@ -1,0 +1,131 @@
+"""The command line: exit codes 0/1/2/3, one-line errors without tracebacks, the console
+script and ``python -m pa_batch`` from the installed package."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from helpers import SAMPLE_DATA
+
+LINE = "C1,1,M1,1980-01-02,2024-05-01,00000-0000-00,BACLOFEN POWDER,oral,5,mg,G35"
+
+
+def test_committed_run_exits_0_and_prints_outcome_table(run_cli, write_csv):
+    run = run_cli(write_csv([LINE]))
+    assert run.exit_code == 0
+    assert "approved" in run.output and "rejected" in run.output
+    assert run.summary["counts"]["approved"] == 1
+
+
+@pytest.mark.parametrize(
+    ("make_input", "fragment"),
+    [
+        (lambda tmp: tmp / "absent.csv", "file not found"),
+        (lambda tmp: _write(tmp / "claims.txt", "x"), "unsupported extension"),
+        (lambda tmp: _write(tmp / "empty.csv", ""), "empty file"),
+        (
+            lambda tmp: _write(tmp / "no_ndc.csv", "claim_id,line_number,member_id,service_date\n"),
+            "column 'ndc'",
+        ),
+        (lambda tmp: _write(tmp / "bad.parquet", "not parquet"), "cannot read PARQUET"),
+        (
+            lambda tmp: _write_bytes(tmp / "latin1.csv", "claim_id,line_number,member_id,service_date,ndc,drug_name\nC1,1,M\xe9,2024-05-01,12345678901,x\n".encode("latin-1")),
+            "encoding",
+        ),
+    ],
+    ids=["missing", "extension", "empty", "missing-column", "corrupt-parquet", "not-utf8"],
+)  # fmt: skip
+def test_bad_file_exits_1_with_one_line_naming_it(run_cli, tmp_path, make_input, fragment):
+    path = make_input(tmp_path)
+    run = run_cli(path)
+    assert run.exit_code == 1
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in run.stderr
+    assert fragment in lines[0] and path.name in lines[0]
+    assert not (run.out / "summary.json").exists()
+
+
+def test_invalid_reference_file_exits_1_naming_file_and_column(run_cli, write_csv, tmp_path):
+    reference = tmp_path / "ref"
+    reference.mkdir()
+    (reference / "shortages.csv").write_text(
+        "route,strength,strength_unit,start_date,end_date\noral,10,mg,2024-13-01,\n"
+    )
+    run = run_cli(write_csv([LINE]), "--reference-dir", reference)
+    assert run.exit_code == 1
+    assert "shortages.csv" in run.stderr and "column 'start_date'" in run.stderr
+    assert "row 1" in run.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--format", "xml"], ["--max-reject-rate", "1.5"], ["--bogus"], []],
+    ids=["format", "rate-range", "unknown-option", "no-out"],
+)
+def test_usage_errors_exit_2(tmp_path, write_csv, args):
+    from typer.testing import CliRunner
+
+    from pa_batch.cli import app
+
+    base = ["run", str(write_csv([LINE]))]
+    if args:
+        base += ["--out", str(tmp_path / "out")]
+    result = CliRunner().invoke(app, base + args)
+    assert result.exit_code == 2
+
+
+def test_reject_rate_over_threshold_commits_and_exits_3(run_cli, write_csv):
+    run = run_cli(write_csv([LINE, "C2,x,M1,1980-01-02,2024-05-01,1,B,oral,5,mg,G35"]),
+                  "--max-reject-rate", "0.25")  # fmt: skip
+    assert run.exit_code == 3
+    assert run.summary["over_reject_threshold"] is True
+    assert run.summary["counts"]["rejected"] == 1
+
+
+def test_reject_rate_at_threshold_exits_0(run_cli, write_csv):
+    run = run_cli(write_csv([LINE, "C2,x,M1,1980-01-02,2024-05-01,1,B,oral,5,mg,G35"]),
+                  "--max-reject-rate", "0.5")  # fmt: skip
+    assert run.exit_code == 0
+
+
+def test_help_shows_examples():
+    from typer.testing import CliRunner
+
+    from pa_batch.cli import app
+
+    result = CliRunner().invoke(app, ["run", "--help"])
+    assert result.exit_code == 0
+    assert "pa-batch run claims.csv --out out/" in result.output
+
+
+def _installed_command() -> list[str]:
+    script = Path(sys.executable).parent / "pa-batch"
+    return [str(script)] if script.exists() else [shutil.which("pa-batch") or "pa-batch"]
+
+
+@pytest.mark.parametrize("command", ["console-script", "python-m"])
+def test_installed_package_runs_the_sample(tmp_path, command):
+    argv = _installed_command() if command == "console-script" else [sys.executable, "-m", "pa_batch"]
+    out = tmp_path / "out"
+    completed = subprocess.run(
+        [*argv, "run", str(SAMPLE_DATA / "claims.csv"), "--out", str(out),
+         "--reference-dir", str(SAMPLE_DATA / "reference")],
+        capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": ""},
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr
+    assert (out / "summary.json").exists()
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def _write_bytes(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path

@@ -1,0 +1,124 @@
+"""The same records give the same outcomes whatever the container: CSV, gzip CSV, text
+Parquet, typed Parquet (date and numeric columns); reruns are byte-identical; the sample
+extract matches its reviewed golden outcomes."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from helpers import FIXTURES, SAMPLE_DATA
+
+OUTCOME_COLUMNS = ["claim_id", "line_number", "service_date", "ndc", "route", "decision",
+                   "reasons", "advisories", "approval_start", "approval_end", "source_row"]  # fmt: skip
+TYPED_ROWS = """\
+claim_id,line_number,member_id,member_birth_date,service_date,ndc,drug_name,route,strength,strength_unit,diagnosis_codes
+T1,1,M1,1980-01-02,2024-05-01,12345678901,BACLOFEN POWDER,oral,5,mg,G35
+T2,2,M1,2016-03-01,2024-05-01,12345678901,BACLOFEN POWDER,oral,0.015,g,G80.1
+T3,3,M2,1980-01-02,2024-04-15,12345678901,BACLOFEN POWDER,oral,10,mg,G35
+T4,1,M3,2021-01-01,2024-05-01,12345678901,BACLOFEN POWDER,intrathecal,0.5,mg/mL,G80.0
+T5,1,M4,1980-01-02,2024-05-01,12345678901,BACLOFEN POWDER,oral,25,mg,G35
+T6,1,M5,1980-01-02,2024-05-01,12345678901,ASPIRIN 81 MG,oral,81,mg,I10
+T7,1,M6,1980-01-02,2024-05-01,12345678901,BACLOFEN POWDER,oral,20000,mcg,G35
+T3,3,M2,1980-01-02,2024-04-16,12345678901,BACLOFEN POWDER,oral,10,mg,G35
+"""
+
+
+def _outcomes(run) -> pd.DataFrame:
+    results = run.results[OUTCOME_COLUMNS].astype("str")
+    rejects = run.rejects[["source_row", "error_code", "column"]].astype("str")
+    return results.reset_index(drop=True), rejects.reset_index(drop=True)
+
+
+def _typed_parquet(csv_path, path):
+    frame = pd.read_csv(csv_path, dtype="str", keep_default_na=False)
+    table = pa.table(
+        {
+            "Claim_ID ": pa.array(frame["claim_id"]),
+            "line_number": pa.array(frame["line_number"].astype("int64")),
+            "member_id": pa.array(frame["member_id"]),
+            "member_birth_date": pa.array(pd.to_datetime(frame["member_birth_date"]).dt.date),
+            "service_date": pa.array(pd.to_datetime(frame["service_date"]), pa.timestamp("us")),
+            "ndc": pa.array(frame["ndc"]),
+            "drug_name": pa.array(frame["drug_name"]).dictionary_encode(),
+            "route": pa.array(frame["route"]),
+            "strength": pa.array(frame["strength"].astype("float64")),
+            "strength_unit": pa.array(frame["strength_unit"]),
+            "diagnosis_codes": pa.array(frame["diagnosis_codes"]),
+        }
+    )
+    pq.write_table(table, path)
+    return path
+
+
+def test_csv_gzip_text_parquet_and_typed_parquet_decide_alike(run_cli, tmp_path):
+    source = tmp_path / "typed.csv"
+    source.write_text(TYPED_ROWS)
+    gz = tmp_path / "typed.csv.gz"
+    gz.write_bytes(gzip.compress(TYPED_ROWS.encode()))
+    text_parquet = tmp_path / "text.parquet"
+    pq.write_table(pa.Table.from_pandas(pd.read_csv(source, dtype="str"), preserve_index=False), text_parquet)
+    typed = _typed_parquet(source, tmp_path / "typed.parquet")
+    reference = ["--reference-dir", FIXTURES / "reference"]
+
+    runs = [run_cli(path, *reference, out=tmp_path / f"out-{path.name}") for path in (source, gz, text_parquet, typed)]
+    assert all(run.exit_code == 0 for run in runs), [run.output for run in runs]
+    first_results, first_rejects = _outcomes(runs[0])
+    assert first_results["decision"].tolist() == ["approved"] * 3 + ["denied"] * 3
+    assert first_rejects["error_code"].tolist() == ["DUPLICATE_KEY"]
+    for run in runs[1:]:
+        results, rejects = _outcomes(run)
+        pd.testing.assert_frame_equal(results, first_results)
+        pd.testing.assert_frame_equal(rejects, first_rejects)
+
+
+def test_csv_output_format_has_the_same_rows(run_cli, tmp_path):
+    sample = SAMPLE_DATA / "claims.csv"
+    reference = ["--reference-dir", SAMPLE_DATA / "reference"]
+    parquet = run_cli(sample, *reference, out=tmp_path / "p")
+    csv = run_cli(sample, *reference, "--format", "csv", out=tmp_path / "c")
+    assert (parquet.exit_code, csv.exit_code) == (0, 0)
+    assert parquet.results["claim_id"].tolist() == csv.results["claim_id"].tolist()
+    assert parquet.results["decision"].tolist() == csv.results["decision"].tolist()
+    assert len(parquet.rejects) == len(csv.rejects)
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_two_runs_of_the_same_input_are_byte_identical(run_cli, tmp_path, fmt):
+    sample = SAMPLE_DATA / "claims.csv"
+    args = ["--reference-dir", SAMPLE_DATA / "reference", "--format", fmt]
+    digests = []
+    for name in ("a", "b"):
+        run = run_cli(sample, *args, out=tmp_path / name)
+        assert run.exit_code == 0
+        digests.append([hashlib.sha256((run.out / f"{t}.{fmt}").read_bytes()).hexdigest() for t in ("results", "rejects")])
+    assert digests[0] == digests[1]
+
+
+GOLDEN = FIXTURES / "golden_sample_outcomes.csv"
+
+
+def test_sample_extract_matches_golden_outcomes(run_cli, tmp_path):
+    run = run_cli(SAMPLE_DATA / "claims.csv", "--reference-dir", SAMPLE_DATA / "reference")
+    assert run.exit_code == 0
+    results = run.results.assign(outcome=lambda r: r["decision"], codes=lambda r: r["reasons"])
+    rejects = (
+        run.rejects.groupby("source_row")["error_code"].agg("|".join).rename("codes").reset_index()
+        .assign(outcome="rejected", advisories="", claim_id=lambda r: r["source_row"].map(lambda _: ""))
+    )  # fmt: skip
+    observed = (
+        pd.concat([results[["source_row", "outcome", "codes", "advisories"]],
+                   rejects[["source_row", "outcome", "codes", "advisories"]]])
+        .sort_values("source_row").astype("str").reset_index(drop=True)
+    )  # fmt: skip
+    if os.environ.get("UPDATE_GOLDEN"):
+        observed.to_csv(GOLDEN, index=False)
+    golden = pd.read_csv(GOLDEN, dtype="str", keep_default_na=False)
+    pd.testing.assert_frame_equal(observed, golden)
+    counts = run.summary["counts"]
+    assert counts["out_of_scope"] == counts["rows_read"] - len(golden)
