@@ -16,8 +16,8 @@ test: $(VENV)/.installed
 	$(BIN)/pytest
 
 lint: $(VENV)/.installed
-	$(BIN)/ruff check pa_batch schemas tests bench
-	$(BIN)/ruff format --check pa_batch schemas tests bench
+	$(BIN)/ruff check pa_batch schemas tests bench sample_data
+	$(BIN)/ruff format --check pa_batch schemas tests bench sample_data
 
 bench: $(VENV)/.installed
 	$(BIN)/python bench/bench_run.py

@@ -13,7 +13,10 @@ def reason_code_table() -> str:
         "| code | decision it forces | reported when | policy sentence |",
         "|---|---|---|---|",
         *[f"| `{c.code}` | {c.forces} | {c.when} | {c.clause} |" for c in CRITERIA],
-        *[f"| `{a.code}` | advisory (never changes it) | {a.when} | {a.clause} |" for a in ADVISORIES],
+        *[
+            f"| `{a.code}` | advisory (never changes it) | {a.when} | {a.clause} |"
+            for a in ADVISORIES
+        ],
     ]
     return "\n".join(rows)
 

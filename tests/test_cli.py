@@ -110,7 +110,9 @@ def _installed_command() -> list[str]:
 
 @pytest.mark.parametrize("command", ["console-script", "python-m"])
 def test_installed_package_runs_the_sample(tmp_path, command):
-    argv = _installed_command() if command == "console-script" else [sys.executable, "-m", "pa_batch"]
+    argv = (
+        _installed_command() if command == "console-script" else [sys.executable, "-m", "pa_batch"]
+    )
     out = tmp_path / "out"
     completed = subprocess.run(
         [*argv, "run", str(SAMPLE_DATA / "claims.csv"), "--out", str(out),

@@ -62,11 +62,16 @@ def test_csv_gzip_text_parquet_and_typed_parquet_decide_alike(run_cli, tmp_path)
     gz = tmp_path / "typed.csv.gz"
     gz.write_bytes(gzip.compress(TYPED_ROWS.encode()))
     text_parquet = tmp_path / "text.parquet"
-    pq.write_table(pa.Table.from_pandas(pd.read_csv(source, dtype="str"), preserve_index=False), text_parquet)
+    pq.write_table(
+        pa.Table.from_pandas(pd.read_csv(source, dtype="str"), preserve_index=False), text_parquet
+    )
     typed = _typed_parquet(source, tmp_path / "typed.parquet")
     reference = ["--reference-dir", FIXTURES / "reference"]
 
-    runs = [run_cli(path, *reference, out=tmp_path / f"out-{path.name}") for path in (source, gz, text_parquet, typed)]
+    runs = [
+        run_cli(path, *reference, out=tmp_path / f"out-{path.name}")
+        for path in (source, gz, text_parquet, typed)
+    ]
     assert all(run.exit_code == 0 for run in runs), [run.output for run in runs]
     first_results, first_rejects = _outcomes(runs[0])
     assert first_results["decision"].tolist() == ["approved"] * 3 + ["denied"] * 3
@@ -96,7 +101,12 @@ def test_two_runs_of_the_same_input_are_byte_identical(run_cli, tmp_path, fmt):
     for name in ("a", "b"):
         run = run_cli(sample, *args, out=tmp_path / name)
         assert run.exit_code == 0
-        digests.append([hashlib.sha256((run.out / f"{t}.{fmt}").read_bytes()).hexdigest() for t in ("results", "rejects")])
+        digests.append(
+            [
+                hashlib.sha256((run.out / f"{t}.{fmt}").read_bytes()).hexdigest()
+                for t in ("results", "rejects")
+            ]
+        )
     assert digests[0] == digests[1]
 
 

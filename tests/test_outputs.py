@@ -70,8 +70,16 @@ def test_counts_add_up_and_summaries_carry_no_member_data(run_cli, write_csv):
     run = run_cli(write_csv(rows, header=HEADER))
     assert run.exit_code == 0
     counts = run.summary["counts"]
-    assert sum(counts[k] for k in ("approved", "denied", "investigational", "out_of_scope", "rejected")) == counts["rows_read"] == 3
-    public = run.output + run.stderr + (run.out / "summary.md").read_text() + json.dumps(run.summary)
+    assert (
+        sum(
+            counts[k] for k in ("approved", "denied", "investigational", "out_of_scope", "rejected")
+        )
+        == counts["rows_read"]
+        == 3
+    )
+    public = (
+        run.output + run.stderr + (run.out / "summary.md").read_text() + json.dumps(run.summary)
+    )
     for secret in (secret_member, secret_birth, secret_claim):
         assert secret not in public
     assert secret_member in pd.read_parquet(run.out / "results.parquet")["member_id"].tolist()

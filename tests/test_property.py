@@ -98,7 +98,9 @@ def reference_outcome(row, seen, products):
     unit_key = re.sub(r"\s+", "", r["strength_unit"] or "").lower()
     if r["strength_unit"] is not None and unit_key not in UNITS:
         errors.append("INVALID_STRENGTH_UNIT")
-    codes = [c for c in re.split(r"[,;|\s]+", (r["diagnosis_codes"] or "").upper().replace(".", "")) if c]
+    codes = [
+        c for c in re.split(r"[,;|\s]+", (r["diagnosis_codes"] or "").upper().replace(".", "")) if c
+    ]
     if any(not re.fullmatch(r"[A-Z][0-9][0-9A-Z]{1,5}", c) for c in codes):
         errors.append("INVALID_DIAGNOSIS_CODE")
     birth = parse_date(r["member_birth_date"]) if r["member_birth_date"] else None
@@ -113,7 +115,9 @@ def reference_outcome(row, seen, products):
         return ("rejected", ["DUPLICATE_KEY"], "")
     seen.add(key)
 
-    route = None if r["route"] is None else ROUTES.get(re.sub(r"\s+", " ", r["route"].lower()), "other")
+    route = (
+        None if r["route"] is None else ROUTES.get(re.sub(r"\s+", " ", r["route"].lower()), "other")
+    )
     kind, factor = UNITS.get(unit_key, (None, None)) if r["strength_unit"] else (None, None)
     amount = parse_number(r["strength"]) if r["strength"] else None
     reasons = []
@@ -130,7 +134,9 @@ def reference_outcome(row, seen, products):
     dosed = route in ("oral", "intrathecal")
     if dosed and (amount is None or kind is None):
         reasons.append("STRENGTH_MISSING")
-    fits = (route == "oral" and kind in ("mass", "conc")) or (route == "intrathecal" and kind == "conc")
+    fits = (route == "oral" and kind in ("mass", "conc")) or (
+        route == "intrathecal" and kind == "conc"
+    )
     if dosed and kind is not None and not fits:
         reasons.append("STRENGTH_UNIT_INVALID")
     if dosed and fits and amount is not None:
@@ -143,7 +149,9 @@ def reference_outcome(row, seen, products):
         if (route, kind, value) in COMMERCIAL and not in_shortage:
             reasons.append("COMMERCIALLY_AVAILABLE")
     investigational = {"INDICATION_NOT_COVERED", "TOPICAL_ROUTE", "ROUTE_NOT_COVERED"}
-    decision = "investigational" if investigational & set(reasons) else "denied" if reasons else "approved"
+    decision = (
+        "investigational" if investigational & set(reasons) else "denied" if reasons else "approved"
+    )
     advisories = []
     if birth is not None:
         age = service.year - birth.year - ((service.month, service.day) < (birth.month, birth.day))
@@ -160,6 +168,7 @@ def reference_outcome(row, seen, products):
 
 
 # ---- generated extracts ----------------------------------------------------------------
+
 
 def mostly(valid: list[str], invalid: list[str]) -> st.SearchStrategy[str]:
     """Valid values most of the time, so that lines get past validation and are decided."""
@@ -221,8 +230,17 @@ def test_engine_matches_row_by_row_reference(rows):
             assert number not in results.index and number not in rejects.index
         else:
             got = results.loc[number]
-            end = "" if got["approval_end"] is None or str(got["approval_end"]) in ("NaT", "None") else str(got["approval_end"].date())
-            observed = (got["decision"], got["reasons"].split("|") if got["reasons"] else [], got["advisories"], end)
+            end = (
+                ""
+                if got["approval_end"] is None or str(got["approval_end"]) in ("NaT", "None")
+                else str(got["approval_end"].date())
+            )
+            observed = (
+                got["decision"],
+                got["reasons"].split("|") if got["reasons"] else [],
+                got["advisories"],
+                end,
+            )
             assert observed == want, (number, rows[number - 1])
     assert outcome.rows_read == len(rows)
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pandas as pd
 from helpers import FIXTURES
+from pa_batch.schemas.claim_extract import REJECT_CODES
 
 from pa_batch.docs import reason_code_table
 from pa_batch.rules import ADVISORIES, CRITERIA
-from pa_batch.schemas.claim_extract import REJECT_CODES
 
 SPEC_ORDER = [
     "INDICATION_NOT_COVERED", "TOPICAL_ROUTE", "ROUTE_NOT_COVERED", "DX_MISSING",
@@ -32,7 +32,9 @@ def test_every_criterion_and_advisory_is_documented():
 
 def test_every_reason_and_advisory_has_decision_cases():
     cases = pd.read_csv(FIXTURES / "decision_cases.csv", dtype="str", keep_default_na=False)
-    reported = set("|".join(cases["reasons"]).split("|")) | set("|".join(cases["advisories"]).split("|"))
+    reported = set("|".join(cases["reasons"]).split("|")) | set(
+        "|".join(cases["advisories"]).split("|")
+    )
     missing = {u.code for u in (*CRITERIA, *ADVISORIES)} - reported
     assert not missing
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-
 from helpers import SPEC_EXAMPLES, Run
 
 EXPECTED = pd.read_csv(SPEC_EXAMPLES / "expected.csv", dtype="str", keep_default_na=False)
