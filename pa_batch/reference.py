@@ -7,6 +7,7 @@ the column and the data row number, never the cell's value.
 from __future__ import annotations
 
 import hashlib
+import io
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -96,8 +97,6 @@ def load_reference(reference_dir: Path | None = None) -> ReferenceData:
 
 
 def _read_reference_csv(payload: bytes, label: str, columns: tuple[str, ...]) -> pd.DataFrame:
-    import io
-
     try:
         text = payload.decode("utf-8-sig")
         frame = pd.read_csv(io.StringIO(text), dtype="str", keep_default_na=False, na_filter=False)
