@@ -83,3 +83,18 @@ def test_counts_add_up_and_summaries_carry_no_member_data(run_cli, write_csv):
     for secret in (secret_member, secret_birth, secret_claim):
         assert secret not in public
     assert secret_member in pd.read_parquet(run.out / "results.parquet")["member_id"].tolist()
+
+
+def test_second_run_into_a_busy_directory_fails_fast(run_cli, write_csv, tmp_path):
+    from pa_batch.writers import OutputDirectory
+
+    out = tmp_path / "out"
+    holder = OutputDirectory(out).open()  # another run in progress holds the lock
+    try:
+        run = run_cli(write_csv([LINE]), out=out)
+    finally:
+        holder.abort()
+        holder.close()
+    assert run.exit_code == 1
+    assert "another pa-batch run is writing" in run.stderr
+    assert run_cli(write_csv([LINE]), out=out).exit_code == 0
