@@ -14,7 +14,6 @@ from typing import Final
 import numpy as np
 import pandas as pd
 
-MISSING_ROUTE: Final = None
 
 ROUTE_SYNONYMS: Final[dict[str, str]] = {
     **dict.fromkeys(["oral", "po", "by mouth", "26643006"], "oral"),
