@@ -14,7 +14,6 @@ from typing import Final
 import numpy as np
 import pandas as pd
 
-
 ROUTE_SYNONYMS: Final[dict[str, str]] = {
     **dict.fromkeys(["oral", "po", "by mouth", "26643006"], "oral"),
     **dict.fromkeys(["intrathecal", "it", "ith", "72607000"], "intrathecal"),
