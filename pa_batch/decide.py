@@ -20,10 +20,7 @@ CODE_SEPARATOR = "|"
 
 def decide(facts: pd.DataFrame) -> pd.DataFrame:
     """Decision, reasons, advisories and approval window for each line of ``facts``."""
-    unmet = np.column_stack(
-        [np.asarray(c.unmet(facts), dtype=bool) for c in CRITERIA]
-        or [np.zeros(len(facts), dtype=bool)]
-    )
+    unmet = np.column_stack([np.asarray(c.unmet(facts), dtype=bool) for c in CRITERIA])
     forces_investigational = np.array([c.forces == INVESTIGATIONAL for c in CRITERIA])
     investigational = (unmet & forces_investigational).any(axis=1)
     denied = ~investigational & unmet.any(axis=1)

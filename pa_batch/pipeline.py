@@ -6,7 +6,7 @@ I/O lives here and in the readers and writers; everything per batch is ``process
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -33,7 +33,6 @@ class RunOptions:
     max_reject_rate: float | None = None
     encoding: str = "utf-8"
     batch_rows: int = readers.DEFAULT_BATCH_ROWS
-    on_batch: object = field(default=None, repr=False)  # progress callback(rows_so_far)
 
 
 def run(options: RunOptions) -> RunReport:
@@ -67,8 +66,6 @@ def run(options: RunOptions) -> RunReport:
                 counts.reasons.update(outcome.reasons)
                 counts.advisories.update(outcome.advisories)
                 counts.errors.update(outcome.errors)
-                if callable(options.on_batch):
-                    options.on_batch(counts.rows_read)
         results.close()
         rejects.close()
         reconcile(counts, results.rows)

@@ -148,7 +148,7 @@ class OutputDirectory:
         run_dir = self.control / "runs" / self.run_id
         run_dir.parent.mkdir(exist_ok=True, mode=DIR_MODE)
         os.rename(self.staging, run_dir)
-        _fsync_dir(run_dir.parent)
+        _fsync(run_dir.parent)
         previous = self._current_target()
         _atomic_symlink(Path("runs") / self.run_id, self.control / "current")
         for name in names:
@@ -156,7 +156,7 @@ class OutputDirectory:
             target = Path(CONTROL_DIR) / "current" / name
             if not (link.is_symlink() and Path(os.readlink(link)) == target):
                 _atomic_symlink(target, link)
-        _fsync_dir(self.out_dir)
+        _fsync(self.out_dir)
         self._unlink_stale_names(names)
         if previous is not None and previous.name != self.run_id:
             shutil.rmtree(self.control / "runs" / previous.name, ignore_errors=True)
@@ -206,7 +206,3 @@ def _fsync(path: Path) -> None:
         os.fsync(descriptor)
     finally:
         os.close(descriptor)
-
-
-def _fsync_dir(path: Path) -> None:
-    _fsync(path)

@@ -9,6 +9,7 @@ import re
 
 import numpy as np
 import pyarrow as pa
+from helpers import FIXTURES
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -33,7 +34,12 @@ UNITS = {"mg": ("mass", 1), "mg/unit": ("mass", 1), "mg/cap": ("mass", 1),
          "mg/l": ("conc", 0.001), "%": ("pct", None)}  # fmt: skip
 COMMERCIAL = {("oral", "mass", 10.0), ("oral", "mass", 20.0), ("intrathecal", "conc", 0.05),
               ("intrathecal", "conc", 0.5), ("intrathecal", "conc", 2.0)}  # fmt: skip
-SHORTAGE = ("oral", "mass", 10.0, dt.date(2024, 3, 1), dt.date(2024, 6, 30))
+# tests/fixtures/reference: shortages.csv and products.csv
+SHORTAGES = [
+    ("oral", "mass", 10.0, dt.date(2024, 3, 1), dt.date(2024, 6, 30)),
+    ("intrathecal", "conc", 0.05, dt.date(2023, 10, 1), dt.date.max),
+]
+PRODUCTS = {"51927100400"}
 SPASTIC = ("R252", "G35", "G800", "G801", "G802", "G811", "G822", "G825", "G114", "G041",
            "G95", "S141", "S241", "S341")  # fmt: skip
 
@@ -145,7 +151,10 @@ def reference_outcome(row, seen, products):
             reasons.append("ORAL_DOSE_EXCEEDS_LIMIT")
         if route == "intrathecal" and value > 2:
             reasons.append("INTRATHECAL_CONCENTRATION_EXCEEDS_LIMIT")
-        in_shortage = (route, kind, value) == SHORTAGE[:3] and SHORTAGE[3] <= service <= SHORTAGE[4]
+        in_shortage = any(
+            (route, kind, value) == (r, k, v) and start <= service <= end
+            for r, k, v, start, end in SHORTAGES
+        )
         if (route, kind, value) in COMMERCIAL and not in_shortage:
             reasons.append("COMMERCIALLY_AVAILABLE")
     investigational = {"INDICATION_NOT_COVERED", "TOPICAL_ROUTE", "ROUTE_NOT_COVERED"}
@@ -205,22 +214,14 @@ ROW = st.fixed_dictionaries(cells)
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(ROW, min_size=1, max_size=40))
 def test_engine_matches_row_by_row_reference(rows):
-    reference = load_reference(None)
-    products = {"51927100400"}
-    reference = type(reference)(
-        product_ndcs=frozenset(products),
-        commercial_strengths=reference.commercial_strengths,
-        shortages=_shortage_table(),
-        spasticity_prefixes=reference.spasticity_prefixes,
-        sources=reference.sources,
-    )
+    reference = load_reference(FIXTURES / "reference")
     columns = {c: pa.array([row[c] for row in rows], pa.string()) for c in cells}
     records = text_records(columns, len(rows))
     batch = Batch(records, np.arange(1, len(rows) + 1))
     outcome = process_batch(batch, "generated.csv", reference, ClaimKeyRegistry())
 
     seen: set = set()
-    expected = [reference_outcome(row, seen, products) for row in rows]
+    expected = [reference_outcome(row, seen, PRODUCTS) for row in rows]
     results = outcome.results.set_index("source_row")
     rejects = outcome.rejects.groupby("source_row")["error_code"].agg(sorted)
     for number, want in enumerate(expected, start=1):
@@ -243,18 +244,3 @@ def test_engine_matches_row_by_row_reference(rows):
             )
             assert observed == want, (number, rows[number - 1])
     assert outcome.rows_read == len(rows)
-
-
-def _shortage_table():
-    import pandas as pd
-
-    return pd.DataFrame(
-        {
-            "route": pd.Series(["oral"], dtype="str"),
-            "kind": pd.Series(["mass"], dtype="str"),
-            "strength": [10.0],
-            "start": pd.Series(pd.to_datetime(["2024-03-01"])).astype("datetime64[s]"),
-            "end": pd.Series(pd.to_datetime(["2024-06-30"])).astype("datetime64[s]"),
-            "reference_row": [1],
-        }
-    )
