@@ -10,8 +10,9 @@ Layout of an output directory DIR::
 
 Files are written under staging, fsynced, and become visible only when ``current`` is
 swapped to the new run with a single rename(2): a reader of DIR sees the previous run or the
-new one, never a mix. A failed or killed run leaves only a staging directory behind, which
-the next run removes.
+new one, never a mix, and no temporary file ever sits under a final name. A failed or killed
+run leaves at most a staging directory, an uncommitted ``runs/<run id>`` or a temporary
+symlink behind, all invisible to readers of DIR; the next run removes them.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ CONTROL_DIR = ".pa-batch"
 FILE_MODE = 0o640  # never world-readable: these files hold PHI
 DIR_MODE = 0o750
 _SPREADSHEET_TRIGGER = r"^[=+\-@\t\r\n]"
+_TEMPORARY_LINK_SUFFIX = ".pa-batch-tmp"
 
 
 def to_arrow(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
@@ -149,14 +151,17 @@ class OutputDirectory:
         run_dir.parent.mkdir(exist_ok=True, mode=DIR_MODE)
         os.rename(self.staging, run_dir)
         _fsync(run_dir.parent)
-        previous = self._current_target()
-        _atomic_symlink(Path("runs") / self.run_id, self.control / "current")
+        # Name links first: each resolves through `current`, so a link new to this run
+        # dangles until the swap below and every name changes at that one instant.
         for name in names:
             link = self.out_dir / name
             target = Path(CONTROL_DIR) / "current" / name
             if not (link.is_symlink() and Path(os.readlink(link)) == target):
                 _atomic_symlink(target, link)
         _fsync(self.out_dir)
+        previous = self._current_target()
+        _atomic_symlink(Path("runs") / self.run_id, self.control / "current")
+        _fsync(self.control)
         self._unlink_stale_names(names)
         if previous is not None and previous.name != self.run_id:
             shutil.rmtree(self.control / "runs" / previous.name, ignore_errors=True)
@@ -174,8 +179,13 @@ class OutputDirectory:
         return Path(os.readlink(current)) if current.is_symlink() else None
 
     def _remove_leftovers(self) -> None:
-        """Staging of killed runs, and committed runs no longer current (we hold the lock)."""
+        """Staging of killed runs, committed runs no longer current, half-made symlinks of a
+        killed commit (we hold the lock)."""
         current = self._current_target()
+        for directory in (self.out_dir, self.control):
+            for entry in directory.glob(f".*{_TEMPORARY_LINK_SUFFIX}"):
+                if entry.is_symlink():
+                    entry.unlink()
         for entry in self.control.glob("staging-*"):
             shutil.rmtree(entry, ignore_errors=True)
         runs = self.control / "runs"
@@ -195,7 +205,7 @@ class OutputDirectory:
 
 
 def _atomic_symlink(target: Path, link: Path) -> None:
-    temporary = link.with_name(f".{link.name}.{uuid.uuid4().hex[:8]}.tmp")
+    temporary = link.with_name(f".{link.name}.{uuid.uuid4().hex[:8]}{_TEMPORARY_LINK_SUFFIX}")
     os.symlink(target, temporary)
     os.replace(temporary, link)
 
