@@ -10,13 +10,12 @@ import sys
 import traceback
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
 from pa_batch import __version__
 from pa_batch.errors import RunError
-from pa_batch.policy import OUTCOMES
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_OVER_THRESHOLD = 0, 1, 2, 3
 
@@ -32,6 +31,11 @@ app = typer.Typer(
 class OutputFormat(StrEnum):
     parquet = "parquet"
     csv = "csv"
+
+
+class LogFormat(StrEnum):
+    text = "text"
+    json = "json"
 
 
 @app.callback()
@@ -74,13 +78,23 @@ def run(
     encoding: Annotated[
         str, typer.Option("--encoding", help="Text encoding of CSV inputs.")
     ] = "utf-8",
+    log_format: Annotated[
+        LogFormat,
+        typer.Option(
+            "--log-format",
+            help="text: progress on stderr, outcome table on stdout. "
+            "json: one JSON object per line on stdout, the last one run_finished.",
+        ),
+    ] = LogFormat.text,
     debug: Annotated[bool, typer.Option("--debug", help="Show a traceback on failure.")] = False,
 ) -> None:
     """Decide every baclofen powder line of INPUTS; write results, rejects and a summary."""
     from pa_batch.pipeline import RunOptions
     from pa_batch.pipeline import run as run_pipeline
+    from pa_batch.runlog import RunLog
 
     _check_encoding(encoding)
+    log = RunLog(log_format.value)
     options = RunOptions(
         inputs=inputs,
         out_dir=out,
@@ -90,22 +104,27 @@ def run(
         encoding=encoding,
     )
     try:
-        report = run_pipeline(options)
+        report = run_pipeline(options, progress=log)
     except RunError as error:
-        _fail(str(error), debug)
+        _fail(log, debug, error.message, file=error.file, column=error.column)
     except Exception as error:  # an unexpected failure: its text may quote data, so name the type
-        _fail(f"internal error ({type(error).__name__}); rerun with --debug for a traceback", debug)
-    outcomes = report.counts.outcomes
-    typer.echo(f"pa-batch: committed {report.counts.rows_read:,} records to {out}")
-    for name in OUTCOMES:
-        typer.echo(f"  {name:<16}{outcomes[name]:>12,}")
-    if report.over_reject_threshold:
-        typer.echo(
-            f"pa-batch: reject rate {report.reject_rate:.2%} exceeds --max-reject-rate "
-            f"{max_reject_rate:.2%}",
-            err=True,
+        _fail(
+            log,
+            debug,
+            f"internal error ({type(error).__name__}); rerun with --debug for a traceback",
         )
+    log.committed(
+        out=str(out),
+        run_id=report.run_id,
+        rows_read=report.counts.rows_read,
+        outcomes=report.counts.outcomes,
+        reject_rate=report.reject_rate,
+    )
+    if report.over_reject_threshold:
+        log.over_threshold(report.reject_rate, max_reject_rate)
+        log.finished("committed_over_threshold", EXIT_OVER_THRESHOLD)
         raise typer.Exit(EXIT_OVER_THRESHOLD)
+    log.finished("committed", EXIT_OK)
 
 
 def _check_encoding(encoding: str) -> None:
@@ -117,10 +136,11 @@ def _check_encoding(encoding: str) -> None:
         raise typer.BadParameter("unknown encoding", param_hint="--encoding") from None
 
 
-def _fail(message: str, debug: bool) -> None:
+def _fail(log, debug: bool, message: str, *, file=None, column=None) -> NoReturn:
     if debug:
         traceback.print_exc()
-    typer.echo(f"pa-batch: error: {message}", err=True)
+    log.failed(message, file=file, column=column)
+    log.finished("failed", EXIT_FAILED)
     raise typer.Exit(EXIT_FAILED)
 
 

@@ -15,6 +15,7 @@ from pa_batch.batch import process_batch
 from pa_batch.errors import RunError
 from pa_batch.policy import OUTCOMES
 from pa_batch.reference import load_reference
+from pa_batch.runlog import RunLog
 from pa_batch.schemas.outputs import REJECTS_SCHEMA, RESULTS_SCHEMA
 from pa_batch.state import ClaimKeyRegistry, RunCounts
 from pa_batch.summary import InputRecord, RunReport, summary_json, summary_markdown
@@ -35,8 +36,11 @@ class RunOptions:
     batch_rows: int = readers.DEFAULT_BATCH_ROWS
 
 
-def run(options: RunOptions) -> RunReport:
-    """Process every input into ``options.out_dir``; raise RunError if nothing is committed."""
+def run(options: RunOptions, progress: RunLog | None = None) -> RunReport:
+    """Process every input into ``options.out_dir``; raise RunError if nothing is committed.
+
+    ``progress``, if given, hears of each input and batch as it is read.
+    """
     started = time.monotonic()
     started_at = datetime.now(UTC).replace(microsecond=0).isoformat()
     sources = [readers.input_file(path) for path in options.inputs]
@@ -54,6 +58,8 @@ def run(options: RunOptions) -> RunReport:
         for source in sources:
             record = InputRecord(source.label, source.format, readers.sha256_of(source.path))
             inputs.append(record)
+            if progress:
+                progress.input_started(source.label, source.format)
             for batch in readers.read_batches(
                 source, encoding=options.encoding, batch_rows=options.batch_rows
             ):
@@ -66,6 +72,12 @@ def run(options: RunOptions) -> RunReport:
                 counts.reasons.update(outcome.reasons)
                 counts.advisories.update(outcome.advisories)
                 counts.errors.update(outcome.errors)
+                if progress:
+                    progress.batch_done(
+                        source.label, batch.rows_read, record.rows, counts.rows_read
+                    )
+            if progress:
+                progress.input_finished(source.label, record.rows)
         results.close()
         rejects.close()
         reconcile(counts, results.rows)
@@ -82,6 +94,7 @@ def run(options: RunOptions) -> RunReport:
             },
             outputs={"results": results_name, "rejects": rejects_name, "summary": SUMMARY_JSON},
             started_at=started_at,
+            run_id=output.run_id,
         )
         report.seconds = time.monotonic() - started
         output.write_text(SUMMARY_MD, summary_markdown(report))

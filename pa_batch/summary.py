@@ -31,6 +31,7 @@ class RunReport:
     options: dict
     outputs: dict[str, str] = field(default_factory=dict)
     started_at: str = ""
+    run_id: str = ""
     seconds: float = 0.0
 
     @property
@@ -66,7 +67,11 @@ def summary_json(report: RunReport) -> dict:
         ],
         "outputs": report.outputs,
         "options": report.options,
-        "run": {"started_at": report.started_at, "seconds": round(report.seconds, 3)},
+        "run": {
+            "id": report.run_id,
+            "started_at": report.started_at,
+            "seconds": round(report.seconds, 3),
+        },
     }
 
 

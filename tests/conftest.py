@@ -19,7 +19,7 @@ def run_cli(tmp_path):
         out = out or tmp_path / "out"
         runner = CliRunner()
         result = runner.invoke(app, ["run", *map(str, args), "--out", str(out)])
-        return Run(out, result.exit_code, result.output, result.stderr)
+        return Run(out, result.exit_code, result.output, result.stdout, result.stderr)
 
     return invoke
 

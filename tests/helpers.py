@@ -20,10 +20,11 @@ HEADER = (
 class Run:
     """A committed (or failed) run: exit code, console text, and the output files."""
 
-    def __init__(self, out: Path, exit_code: int, output: str, stderr: str):
+    def __init__(self, out: Path, exit_code: int, output: str, stdout: str, stderr: str):
         self.out = out
         self.exit_code = exit_code
-        self.output = output
+        self.output = output  # stdout and stderr as a terminal shows them
+        self.stdout = stdout
         self.stderr = stderr
 
     @property

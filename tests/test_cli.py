@@ -3,6 +3,7 @@ script and ``python -m pa_batch`` from the installed package."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -91,6 +92,54 @@ def test_reject_rate_at_threshold_exits_0(run_cli, write_csv):
     run = run_cli(write_csv([LINE, "C2,x,M1,1980-01-02,2024-05-01,1,B,oral,5,mg,G35"]),
                   "--max-reject-rate", "0.5")  # fmt: skip
     assert run.exit_code == 0
+
+
+def _json_lines(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines()]
+
+
+@pytest.mark.parametrize(
+    ("extra", "exit_code", "status"),
+    [([], 0, "committed"), (["--max-reject-rate", "0.25"], 3, "committed_over_threshold")],
+)
+def test_json_log_is_one_object_per_line_ending_with_the_exit_code(
+    run_cli, write_csv, extra, exit_code, status
+):
+    extract = write_csv([LINE, "C2,x,M1,1980-01-02,2024-05-01,1,B,oral,5,mg,G35"])
+    run = run_cli(extract, "--log-format", "json", *extra)
+    assert run.exit_code == exit_code
+    assert run.stderr == ""
+    events = _json_lines(run.stdout)
+    assert events[-1] == {**events[-1], "event": "run_finished", "status": status,
+                          "exit_code": exit_code}  # fmt: skip
+    assert [e["event"] for e in events][:2] == ["input_started", "batch_done"]
+    committed = next(e for e in events if e["event"] == "run_committed")
+    summary = run.summary
+    assert committed["run_id"] == summary["run"]["id"]
+    for outcome in ("rows_read", "approved", "rejected"):
+        assert committed[outcome] == summary["counts"][outcome]
+    assert sum(e["records"] for e in events if e["event"] == "batch_done") == 2
+
+
+def test_json_log_failure_names_file_and_column(run_cli, tmp_path):
+    extract = _write(tmp_path / "no_ndc.csv", "claim_id,line_number,member_id,service_date\n")
+    run = run_cli(extract, "--log-format", "json")
+    assert run.exit_code == 1
+    *_, failed, finished = _json_lines(run.stdout)
+    assert failed["event"] == "run_failed" and failed["level"] == "error"
+    assert failed["file"] == str(extract) and failed["column"] == "ndc"
+    assert finished == {**finished, "event": "run_finished", "status": "failed", "exit_code": 1}
+
+
+def test_debug_shows_the_traceback_that_is_otherwise_hidden(run_cli, tmp_path):
+    extract = _write(tmp_path / "bad.parquet", "not parquet")
+    quiet = run_cli(extract)
+    loud = run_cli(extract, "--debug")
+    assert quiet.exit_code == loud.exit_code == 1
+    assert "Traceback" not in quiet.stderr
+    assert "Traceback (most recent call last)" in loud.stderr
+    assert "RunError" in loud.stderr
+    assert loud.stderr.strip().splitlines()[-1] == quiet.stderr.strip()
 
 
 def test_help_shows_examples():

@@ -20,7 +20,7 @@ def example_run(tmp_path_factory):
     args = ["run", str(SPEC_EXAMPLES / "claims.csv"), "--out", str(out)]
     result = CliRunner().invoke(app, [*args, "--reference-dir", str(SPEC_EXAMPLES / "reference")])
     assert result.exit_code == 0, result.output
-    return Run(out, result.exit_code, result.output, result.stderr)
+    return Run(out, result.exit_code, result.output, result.stdout, result.stderr)
 
 
 def _observed(run) -> pd.DataFrame:

@@ -1,0 +1,115 @@
+"""What a run tells its operator while it works: lines for people, or JSON lines for schedulers.
+
+Text (the default): progress lines on stderr when it is a terminal, the outcome table on
+stdout, a failure as one line on stderr.
+
+Every event carries counts, codes, file paths and row numbers only, never a cell value: the
+fields are chosen here, by name, so a caller cannot hand member data to the log by accident.
+
+``--log-format json`` writes one JSON object per line to stdout and nothing else there; the
+last line is always ``run_finished`` with ``status`` and ``exit_code``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime
+from typing import TextIO
+
+from pa_batch.errors import RunError
+from pa_batch.policy import OUTCOMES
+
+TEXT = "text"
+JSON = "json"
+
+
+class RunLog:
+    """Receives the run's progress events and renders them in one format."""
+
+    def __init__(self, fmt: str = TEXT, out: TextIO | None = None, err: TextIO | None = None):
+        self.format = fmt
+        self._out = out or sys.stdout
+        self._err = err or sys.stderr
+        # text progress is for someone watching a terminal; a captured log gets the outcome
+        # table or the one error line, nothing else
+        self._progress_lines = fmt == TEXT and self._err.isatty()
+
+    # --- events the pipeline reports ---------------------------------------------------
+
+    def input_started(self, file: str, fmt: str) -> None:
+        self._emit("input_started", {"file": file, "format": fmt}, f"reading {file} ({fmt})")
+
+    def batch_done(self, file: str, records: int, file_records: int, run_records: int) -> None:
+        self._emit(
+            "batch_done",
+            {
+                "file": file,
+                "records": records,
+                "file_records": file_records,
+                "run_records": run_records,
+            },
+            f"{file}: {file_records:,} records read",
+        )
+
+    def input_finished(self, file: str, records: int) -> None:
+        self._emit("input_finished", {"file": file, "records": records}, None)
+
+    # --- how the run ends --------------------------------------------------------------
+
+    def committed(
+        self, *, out: str, run_id: str, rows_read: int, outcomes: dict, reject_rate: float
+    ) -> None:
+        fields = {
+            "out": out,
+            "run_id": run_id,
+            "rows_read": rows_read,
+            **{name: int(outcomes[name]) for name in OUTCOMES},
+            "reject_rate": round(reject_rate, 6),
+        }
+        if self.format == JSON:
+            self._json("run_committed", fields)
+            return
+        self._out.write(f"pa-batch: committed {rows_read:,} records to {out}\n")
+        for name in OUTCOMES:
+            self._out.write(f"  {name:<16}{outcomes[name]:>12,}\n")
+        self._out.flush()
+
+    def over_threshold(self, reject_rate: float, limit: float) -> None:
+        self._emit(
+            "reject_rate_exceeded",
+            {"reject_rate": round(reject_rate, 6), "max_reject_rate": limit},
+            f"reject rate {reject_rate:.2%} exceeds --max-reject-rate {limit:.2%}",
+            level="error",
+        )
+
+    def failed(self, message: str, *, file: str | None = None, column: str | None = None) -> None:
+        if self.format == JSON:
+            self._json("run_failed", {"error": message, "file": file, "column": column}, "error")
+        else:
+            where = RunError(_one_line(message), file=file, column=column)
+            self._err.write(f"pa-batch: error: {where}\n")
+            self._err.flush()
+
+    def finished(self, status: str, exit_code: int) -> None:
+        if self.format == JSON:
+            self._json("run_finished", {"status": status, "exit_code": exit_code})
+
+    # --- rendering ---------------------------------------------------------------------
+
+    def _emit(self, event: str, fields: dict, text: str | None, level: str = "info") -> None:
+        if self.format == JSON:
+            self._json(event, fields, level)
+        elif level == "error" or (text is not None and self._progress_lines):
+            self._err.write(f"pa-batch: {text}\n")
+            self._err.flush()
+
+    def _json(self, event: str, fields: dict, level: str = "info") -> None:
+        stamp = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        line = {"ts": stamp, "level": level, "event": event, **fields}
+        self._out.write(json.dumps(line, ensure_ascii=False) + "\n")
+        self._out.flush()
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
