@@ -67,6 +67,8 @@ def input_file(path: Path) -> InputFile:
         fmt = PARQUET
     else:
         raise RunError("unsupported extension (expected .csv, .csv.gz or .parquet)", file=str(path))
+    if path.is_dir():
+        raise RunError("is a directory, not a file", file=str(path))
     if not path.is_file():
         raise RunError("file not found", file=str(path))
     return InputFile(path, fmt)
@@ -104,11 +106,19 @@ def read_batches(
 
 
 def _failure_kind(error: Exception) -> str:
-    if isinstance(error, UnicodeDecodeError) or "UTF8" in str(error) or "UTF-8" in str(error):
+    """What went wrong, in words that quote nothing from the file."""
+    said = str(error).lower()
+    if isinstance(error, UnicodeDecodeError) or "utf8" in said or "utf-8" in said:
         return "text is not valid in the expected encoding; see --encoding"
-    if isinstance(error, (EOFError, gzip.BadGzipFile)):
+    if isinstance(error, (EOFError, gzip.BadGzipFile)) or "compress" in said:
         return "truncated or corrupt compressed data"
-    return type(error).__name__
+    if "magic bytes" in said:
+        return "not a Parquet file, or truncated"
+    if "checksum" in said or "crc" in said:
+        return "corrupt data: a page checksum does not match"
+    if "straddling" in said or "block size" in said:
+        return f"a record is longer than {CSV_BLOCK_BYTES:,} bytes, the reader's block size"
+    return f"corrupt or unreadable: {type(error).__name__}"
 
 
 def canonical_header(names: list[str], label: str) -> dict[int, str]:
@@ -244,7 +254,9 @@ def _malformed_frame(rows: list[tuple[int, int, str]], expected: int = 0) -> pd.
 
 def _parquet_batches(source: InputFile, *, encoding: str, batch_rows: int) -> Iterator[Batch]:
     del encoding  # Parquet text is UTF-8 by definition
-    parquet = pq.ParquetFile(source.path)
+    # pages written with CRCs are verified: corruption fails the file instead of
+    # becoming plausible values
+    parquet = pq.ParquetFile(source.path, page_checksum_verification=True)
     names = parquet.schema_arrow.names
     known = canonical_header(names, source.label)
     read_so_far = 0

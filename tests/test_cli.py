@@ -23,34 +23,6 @@ def test_committed_run_exits_0_and_prints_outcome_table(run_cli, write_csv):
     assert run.summary["counts"]["approved"] == 1
 
 
-@pytest.mark.parametrize(
-    ("make_input", "fragment"),
-    [
-        (lambda tmp: tmp / "absent.csv", "file not found"),
-        (lambda tmp: _write(tmp / "claims.txt", "x"), "unsupported extension"),
-        (lambda tmp: _write(tmp / "empty.csv", ""), "empty file"),
-        (
-            lambda tmp: _write(tmp / "no_ndc.csv", "claim_id,line_number,member_id,service_date\n"),
-            "column 'ndc'",
-        ),
-        (lambda tmp: _write(tmp / "bad.parquet", "not parquet"), "cannot read PARQUET"),
-        (
-            lambda tmp: _write_bytes(tmp / "latin1.csv", "claim_id,line_number,member_id,service_date,ndc,drug_name\nC1,1,M\xe9,2024-05-01,12345678901,x\n".encode("latin-1")),
-            "encoding",
-        ),
-    ],
-    ids=["missing", "extension", "empty", "missing-column", "corrupt-parquet", "not-utf8"],
-)  # fmt: skip
-def test_bad_file_exits_1_with_one_line_naming_it(run_cli, tmp_path, make_input, fragment):
-    path = make_input(tmp_path)
-    run = run_cli(path)
-    assert run.exit_code == 1
-    lines = run.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in run.stderr
-    assert fragment in lines[0] and path.name in lines[0]
-    assert not (run.out / "summary.json").exists()
-
-
 def test_invalid_reference_file_exits_1_naming_file_and_column(run_cli, write_csv, tmp_path):
     reference = tmp_path / "ref"
     reference.mkdir()
@@ -174,9 +146,4 @@ def test_installed_package_runs_the_sample(tmp_path, command):
 
 def _write(path: Path, text: str) -> Path:
     path.write_text(text)
-    return path
-
-
-def _write_bytes(path: Path, data: bytes) -> Path:
-    path.write_bytes(data)
     return path

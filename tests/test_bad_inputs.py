@@ -1,0 +1,78 @@
+"""The bad-input corpus: each file in tests/bad_inputs beside what it must do (cases.csv).
+
+Record-level damage commits (exit 0) with the listed outcome counts and reject codes by
+record number; file-level damage fails (exit 1) with one line naming the file (and column),
+no traceback, nothing committed and the previous committed run left as it was.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from helpers import Run
+from typer.testing import CliRunner
+
+from pa_batch.cli import app
+
+CORPUS = Path(__file__).parent / "bad_inputs"
+CASES = pd.read_csv(CORPUS / "cases.csv", dtype="str", keep_default_na=False)
+OUTCOMES = ("approved", "denied", "investigational", "out_of_scope", "rejected")
+DATA_VALUES = ("1980-01-02", "BACLOFEN", "G35")  # in every corpus record; never in a message
+
+
+def invoke(file: Path, args: str, out: Path) -> Run:
+    extra = shlex.split(args.replace("{corpus}", str(CORPUS)))
+    if "--out" not in extra:
+        extra += ["--out", str(out)]
+    result = CliRunner().invoke(app, ["run", str(file), *extra])
+    return Run(out, result.exit_code, result.output, result.stdout, result.stderr)
+
+
+def visible_state(out: Path) -> dict[str, bytes]:
+    """What a reader of DIR sees: every name and the bytes behind it."""
+    return {p.name: p.read_bytes() for p in sorted(out.iterdir()) if p.is_file()}
+
+
+def test_corpus_files_all_have_a_case():
+    listed = set(CASES["file"])
+    on_disk = {p.name for p in CORPUS.iterdir() if p.name not in {"cases.csv", "make_corpus.py"}}
+    assert on_disk - {"bad_reference"} <= listed
+
+
+@pytest.mark.parametrize("case", CASES.to_dict("records"), ids=CASES["case"].tolist())
+def test_bad_input(case, tmp_path):
+    out = tmp_path / "out"
+    expected_exit = int(case["exit"])
+    if expected_exit == 1:  # a committed run that the failure must leave alone
+        assert invoke(CORPUS / "crlf.csv", "", out).exit_code == 0
+    before = visible_state(out) if out.exists() else None
+
+    run = invoke(CORPUS / case["file"], case["args"], out)
+
+    assert run.exit_code == expected_exit, run.output
+    if expected_exit == 0:
+        counts = run.summary["counts"]
+        assert counts["rows_read"] == int(case["rows_read"])
+        assert {o: counts[o] for o in OUTCOMES} == {o: int(case[o]) for o in OUTCOMES}
+        rejects = run.rejects
+        found = " ".join(
+            f"{r}:{c}" for r, c in zip(rejects["source_row"], rejects["error_code"], strict=True)
+        )
+        assert found == case["rejects"]
+        assert len(run.results) == counts["approved"] + counts["denied"] + counts["investigational"]
+        return
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1, run.stderr
+    assert "Traceback" not in run.output
+    assert lines[0].startswith("pa-batch: error: ")
+    assert case["message"] in lines[0]
+    assert not any(value in lines[0] for value in DATA_VALUES)
+    if before is not None:
+        assert visible_state(out) == before
+        leftovers = [p.name for p in (out / ".pa-batch").iterdir()]
+        assert sorted(leftovers) == ["current", "lock", "runs"]
+        assert len(os.listdir(out / ".pa-batch" / "runs")) == 1
