@@ -132,3 +132,40 @@ def test_sample_extract_matches_golden_outcomes(run_cli, tmp_path):
     pd.testing.assert_frame_equal(observed, golden)
     counts = run.summary["counts"]
     assert counts["out_of_scope"] == counts["rows_read"] - len(golden)
+
+
+LONG_LINE = "C{n},1,M1,1980-01-02,2024-05-01,00000-0000-00,{drug},oral,5,mg,G35"
+
+
+def test_very_long_fields_are_read_whole(run_cli, write_csv):
+    # 5 MiB: past Python csv's 128 KiB field limit and Arrow's 1 MiB default block
+    drug = "BACLOFEN POWDER " + "X" * (5 << 20)
+    quoted_with_breaks = '"BACLOFEN POWDER\n' + "Y, " * (1 << 20) + '"'
+    rows = [LONG_LINE.format(n=1, drug=drug), LONG_LINE.format(n=2, drug=quoted_with_breaks),
+            LONG_LINE.format(n=3, drug="BACLOFEN POWDER")]  # fmt: skip
+    run = run_cli(write_csv(rows), "--format", "csv")
+    assert run.exit_code == 0, run.output
+    results = run.results
+    assert results["claim_id"].tolist() == ["C1", "C2", "C3"]
+    assert results["decision"].tolist() == ["approved"] * 3
+    expected = [drug, quoted_with_breaks[1:-1].strip(), "BACLOFEN POWDER"]  # values are trimmed
+    assert results["drug_name"].tolist() == expected
+    assert run.summary["counts"]["rows_read"] == 3
+
+
+def test_a_record_longer_than_the_read_block_fails_the_file_clearly(
+    run_cli, write_csv, monkeypatch
+):
+    from pa_batch import readers
+
+    monkeypatch.setattr(readers, "CSV_BLOCK_BYTES", 1 << 16)
+    rows = [LONG_LINE.format(n=1, drug="BACLOFEN POWDER"),
+            LONG_LINE.format(n=2, drug="BACLOFEN POWDER " + "X" * (1 << 17))]  # fmt: skip
+    extract = write_csv(rows)
+    run = run_cli(extract)
+    assert run.exit_code == 1
+    assert run.stderr.strip() == (
+        f"pa-batch: error: {extract}: cannot read CSV file "
+        "(a record is longer than 65,536 bytes, the reader's block size)"
+    )
+    assert not (run.out / "summary.json").exists()

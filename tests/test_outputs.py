@@ -3,11 +3,11 @@ their true record numbers, and no member data in the console or the summaries.""
 
 from __future__ import annotations
 
-import json
+import gzip
 import os
 import stat
 
-import pandas as pd
+import pytest
 from helpers import HEADER
 
 LINE = "C1,1,M1,1980-01-02,2024-05-01,00000-0000-00,BACLOFEN POWDER,oral,5,mg,G35"
@@ -60,29 +60,51 @@ def test_malformed_records_keep_true_record_numbers(run_cli, write_csv):
     assert run.summary["counts"]["rows_read"] == 5
 
 
-def test_counts_add_up_and_summaries_carry_no_member_data(run_cli, write_csv):
-    secret_member, secret_birth, secret_claim = "MEMBERSECRET77", "1931-07-04", "CLAIMSECRET88"
-    rows = [
-        f"{secret_claim},1,{secret_member},{secret_birth},2024-05-01,00000-0000-00,BACLOFEN POWDER,oral,5,mg,G35",
-        f"{secret_claim},x,{secret_member},{secret_birth},2024-05-01,00000-0000-00,BACLOFEN POWDER,oral,5,mg,G35",
-        f"X,1,{secret_member},{secret_birth},2024-05-01,00000-0000-00,ASPIRIN,oral,5,mg,G35",
-    ]  # fmt: skip
-    run = run_cli(write_csv(rows, header=HEADER))
+SECRETS = ("MEMBERSECRET77", "1931-07-04", "CLAIMSECRET88", "RXSECRET99", "NOTADATESECRET")
+SECRET_ROWS = [
+    "CLAIMSECRET88,1,MEMBERSECRET77,1931-07-04,2024-05-01,00000-0000-00,BACLOFEN POWDER,oral,5,mg,G35",
+    "CLAIMSECRET88,x,MEMBERSECRET77,1931-07-04,2024-05-01,00000-0000-00,BACLOFEN POWDER,oral,5,mg,G35",
+    "CLAIMSECRET88,2,MEMBERSECRET77,1931-07-04,NOTADATESECRET,00000-0000-00,BACLOFEN POWDER,oral,5,mg,G35",
+    "X,1,MEMBERSECRET77,1931-07-04,2024-05-01,00000-0000-00,RXSECRET99,oral,5,mg,G35",
+    "CLAIMSECRET88,3,MEMBERSECRET77",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_member_data_appears_only_in_results_and_rejects(run_cli, write_csv, log_format):
+    run = run_cli(write_csv(SECRET_ROWS), "--log-format", log_format, "--format", "csv")
     assert run.exit_code == 0
     counts = run.summary["counts"]
-    assert (
-        sum(
-            counts[k] for k in ("approved", "denied", "investigational", "out_of_scope", "rejected")
-        )
-        == counts["rows_read"]
-        == 3
-    )
-    public = (
-        run.output + run.stderr + (run.out / "summary.md").read_text() + json.dumps(run.summary)
-    )
-    for secret in (secret_member, secret_birth, secret_claim):
-        assert secret not in public
-    assert secret_member in pd.read_parquet(run.out / "results.parquet")["member_id"].tolist()
+    outcomes = ("approved", "denied", "investigational", "out_of_scope", "rejected")
+    assert sum(counts[k] for k in outcomes) == counts["rows_read"] == 5
+    assert (counts["approved"], counts["out_of_scope"], counts["rejected"]) == (1, 1, 3)
+
+    data_files = {"results.csv", "rejects.csv"}
+    everything_else = run.stdout + run.stderr
+    for path in run.out.rglob("*"):
+        if path.is_file() and path.name not in data_files and path.name != "lock":
+            everything_else += path.read_text()
+    for secret in SECRETS:
+        assert secret not in everything_else, secret
+    in_data = (run.out / "results.csv").read_text() + (run.out / "rejects.csv").read_text()
+    for secret in ("MEMBERSECRET77", "1931-07-04", "CLAIMSECRET88", "NOTADATESECRET"):
+        assert secret in in_data, secret  # the values are where they belong
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_failure_messages_carry_no_member_data(run_cli, tmp_path, log_format):
+    undecodable = tmp_path / "latin1.csv"
+    rows = [HEADER, *SECRET_ROWS[:1], SECRET_ROWS[0].replace("BACLOFEN", "BACLOF\xc8N")]
+    undecodable.write_bytes("\n".join(rows).encode("latin-1"))
+    truncated = tmp_path / "truncated.csv.gz"
+    whole = gzip.compress("\n".join([HEADER, *SECRET_ROWS * 500]).encode())
+    truncated.write_bytes(whole[: len(whole) // 2])
+    for extract in (undecodable, truncated):
+        run = run_cli(extract, "--log-format", log_format)
+        assert run.exit_code == 1
+        assert extract.name in run.output
+        for secret in SECRETS:
+            assert secret.lower() not in run.output.lower(), (extract.name, secret)
 
 
 def test_second_run_into_a_busy_directory_fails_fast(run_cli, write_csv, tmp_path):
@@ -98,3 +120,35 @@ def test_second_run_into_a_busy_directory_fails_fast(run_cli, write_csv, tmp_pat
     assert run.exit_code == 1
     assert "another pa-batch run is writing" in run.stderr
     assert run_cli(write_csv([LINE]), out=out).exit_code == 0
+
+
+def test_csv_outputs_neutralize_spreadsheet_formulas_and_parquet_keeps_raw_values(
+    run_cli, write_csv, tmp_path
+):
+    rows = [
+        '"=HYPERLINK(""http://x"")",1,+M1,1980-01-02,2024-05-01,00000-0000-00,BACLOFEN POWDER,oral,5,mg,G35',
+        "C2,@1,M2,1980-01-02,2024-05-01,00000-0000-00,BACLOFEN POWDER,oral,5,mg,G35",
+        "-C3,1,M3",
+        "C4,1,M4,1980-01-02,2024-05-01,00000-0000-00,BACLOFEN POWDER,oral,5,mg,G35",
+    ]  # fmt: skip
+    extract = write_csv(rows)
+    as_csv = run_cli(extract, "--format", "csv", out=tmp_path / "csv")
+    as_parquet = run_cli(extract, out=tmp_path / "parquet")
+    assert as_csv.exit_code == as_parquet.exit_code == 0
+
+    csv_results, raw_results = as_csv.results, as_parquet.results
+    assert csv_results["claim_id"].tolist() == ['\'=HYPERLINK("http://x")', "C4"]
+    assert csv_results["member_id"].tolist() == ["'+M1", "M4"]
+    assert raw_results["claim_id"].tolist() == ['=HYPERLINK("http://x")', "C4"]
+    assert raw_results["member_id"].tolist() == ["+M1", "M4"]
+
+    csv_values = as_csv.rejects.set_index("error_code")["value"]
+    raw_values = as_parquet.rejects.set_index("error_code")["value"]
+    assert csv_values["INVALID_LINE_NUMBER"] == "'@1"
+    assert csv_values["MALFORMED_RECORD"] == "'-C3,1,M3"
+    assert raw_values["INVALID_LINE_NUMBER"] == "@1"
+    assert raw_values["MALFORMED_RECORD"] == "-C3,1,M3"
+    # every text cell of both CSV files is safe: nothing starts with a trigger character
+    for table in (as_csv.results, as_csv.rejects):
+        text = table.select_dtypes(include="str").stack().astype(str)
+        assert not text.str.match(r"[=+\-@\t\r\n]").any()
