@@ -78,6 +78,14 @@ def run(
     encoding: Annotated[
         str, typer.Option("--encoding", help="Text encoding of CSV inputs.")
     ] = "utf-8",
+    batch_rows: Annotated[
+        int | None,
+        typer.Option(
+            "--batch-rows",
+            min=1,
+            help="Records decided at a time (default 524,288): bounds memory, never outcomes.",
+        ),
+    ] = None,
     log_format: Annotated[
         LogFormat,
         typer.Option(
@@ -102,6 +110,7 @@ def run(
         reference_dir=reference_dir,
         max_reject_rate=max_reject_rate,
         encoding=encoding,
+        **({"batch_rows": batch_rows} if batch_rows else {}),
     )
     try:
         report = run_pipeline(options, progress=log)

@@ -170,7 +170,6 @@ def _csv_header(source: InputFile, encoding: str) -> list[str]:
 
 
 def _csv_batches(source: InputFile, *, encoding: str, batch_rows: int) -> Iterator[Batch]:
-    del batch_rows  # a CSV batch is one parse block (CSV_BLOCK_BYTES): memory stays bounded
     header = _csv_header(source, encoding)
     known = canonical_header(header, source.label)
     positional = [f"f{i}" for i in range(len(header))]
@@ -202,10 +201,8 @@ def _csv_batches(source: InputFile, *, encoding: str, batch_rows: int) -> Iterat
     )
     good_so_far = 0
     emitted_malformed = 0
-    for record_batch in reader:
+    for record_batch in _slices(reader, batch_rows):
         n = record_batch.num_rows
-        if n == 0:
-            continue
         records = text_records(
             {known[int(name[1:])]: record_batch.column(name) for name in record_batch.schema.names},
             n,
@@ -225,6 +222,13 @@ def _csv_batches(source: InputFile, *, encoding: str, batch_rows: int) -> Iterat
             np.empty(0, np.int64),
             _malformed_frame(malformed[emitted_malformed:], len(header)),
         )
+
+
+def _slices(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.RecordBatch]:
+    """Parse blocks cut to at most ``rows`` records each (empty blocks dropped)."""
+    for batch in batches:
+        for start in range(0, batch.num_rows, rows):
+            yield batch.slice(start, rows)
 
 
 def _good_record_numbers(good_index: np.ndarray, bad_rows: np.ndarray) -> np.ndarray:

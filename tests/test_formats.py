@@ -110,6 +110,20 @@ def test_two_runs_of_the_same_input_are_byte_identical(run_cli, tmp_path, fmt):
     assert digests[0] == digests[1]
 
 
+def test_batch_size_changes_memory_never_outcomes(run_cli, tmp_path):
+    """Batches of 25 and 100 records (cutting through malformed records and duplicate keys)
+    write the same bytes as one batch."""
+    sample = SAMPLE_DATA / "claims.csv"
+    args = ["--reference-dir", SAMPLE_DATA / "reference", "--format", "csv"]
+    written = {}
+    for rows in ("25", "100", "524288"):
+        run = run_cli(sample, *args, "--batch-rows", rows, out=tmp_path / rows)
+        assert run.exit_code == 0
+        written[rows] = [(run.out / f"{t}.csv").read_bytes() for t in ("results", "rejects")]
+        assert run.summary["counts"]["rows_read"] == 294
+    assert written["25"] == written["100"] == written["524288"]
+
+
 GOLDEN = FIXTURES / "golden_sample_outcomes.csv"
 
 
