@@ -101,6 +101,10 @@ def run(options: RunOptions, progress: RunLog | None = None) -> RunReport:
         output.write_json(SUMMARY_JSON, summary_json(report))
         output.commit([results_name, rejects_name, SUMMARY_MD, SUMMARY_JSON])
         return report
+    except OSError as error:  # disk full, quota, I/O error: the outputs cannot be written
+        output.abort()
+        reason = error.strerror or type(error).__name__
+        raise RunError(f"cannot write outputs ({reason})", file=str(options.out_dir)) from error
     except BaseException:
         output.abort()
         raise

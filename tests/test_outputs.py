@@ -152,3 +152,28 @@ def test_csv_outputs_neutralize_spreadsheet_formulas_and_parquet_keeps_raw_value
     for table in (as_csv.results, as_csv.rejects):
         text = table.select_dtypes(include="str").stack().astype(str)
         assert not text.str.match(r"[=+\-@\t\r\n]").any()
+
+
+def test_a_full_disk_while_writing_fails_cleanly_and_keeps_the_previous_run(
+    run_cli, write_csv, tmp_path, monkeypatch
+):
+    import errno
+
+    from pa_batch import writers
+
+    out = tmp_path / "out"
+    assert run_cli(write_csv([LINE]), out=out).exit_code == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+
+    def disk_full(self, frame):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(writers.TableWriter, "write", disk_full)
+    run = run_cli(write_csv([LINE, LINE.replace("C1", "C2")]), out=out)
+    assert run.exit_code == 1
+    assert (
+        run.stderr.strip()
+        == f"pa-batch: error: {out}: cannot write outputs (No space left on device)"
+    )
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    assert not list((out / ".pa-batch").glob("staging-*"))
