@@ -234,3 +234,30 @@ def test_sigkill_at_every_step_of_the_commit(runs, tmp_path):
     # one step, the swap of `current`, turns the old run into the new one, and only once
     assert seen == sorted(seen, key=["old", "new"].index)
     assert "old" in seen and "new" in seen
+
+
+def test_two_processes_into_one_directory_the_second_fails_fast(runs, tmp_path):
+    out = tmp_path / "out"
+    with subprocess.Popen(
+        _command(runs["large"], out), stdout=subprocess.PIPE, text=True, cwd=tmp_path
+    ) as first:
+        for raw in first.stdout:  # the first run holds the lock once it reads
+            if json.loads(raw)["event"] == "batch_done":
+                break
+        first.send_signal(signal.SIGSTOP)  # frozen mid-run: a second run that waited would hang
+        try:
+            second = subprocess.run(
+                _command(runs["small"], out), capture_output=True, text=True, cwd=tmp_path,
+                timeout=60,
+            )  # fmt: skip
+        finally:
+            first.send_signal(signal.SIGCONT)
+        first_stdout = first.stdout.read()
+        first.wait(timeout=120)
+    assert second.returncode == 1
+    failed, finished = (json.loads(line) for line in second.stdout.splitlines()[-2:])
+    assert failed["error"] == "another pa-batch run is writing to this output directory"
+    assert failed["file"] == str(out)
+    assert finished["exit_code"] == 1
+    assert first.returncode == 0, first_stdout
+    assert _comparable(_visible(out)) == runs["b"]
