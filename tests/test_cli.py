@@ -147,3 +147,24 @@ def test_installed_package_runs_the_sample(tmp_path, command):
 def _write(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
+
+
+def test_progress_lines_go_to_a_terminal_only(write_csv, tmp_path):
+    import io
+
+    from pa_batch.pipeline import RunOptions
+    from pa_batch.pipeline import run as run_pipeline
+    from pa_batch.runlog import RunLog
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    extract = write_csv([LINE] * 3)
+    terminal_progress = [f"pa-batch: reading {extract} (csv)",
+                         f"pa-batch: {extract}: 2 records read",
+                         f"pa-batch: {extract}: 3 records read"]  # fmt: skip
+    for err, expected in ((Terminal(), terminal_progress), (io.StringIO(), [])):
+        log = RunLog("text", out=io.StringIO(), err=err)
+        run_pipeline(RunOptions([extract], tmp_path / "out", batch_rows=2), progress=log)
+        assert err.getvalue().splitlines() == expected
