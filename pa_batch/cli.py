@@ -10,12 +10,15 @@ import sys
 import traceback
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
 from pa_batch import __version__
 from pa_batch.errors import RunError
+
+if TYPE_CHECKING:
+    from pa_batch.runlog import RunLog
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_OVER_THRESHOLD = 0, 1, 2, 3
 
@@ -145,7 +148,9 @@ def _check_encoding(encoding: str) -> None:
         raise typer.BadParameter("unknown encoding", param_hint="--encoding") from None
 
 
-def _fail(log, debug: bool, message: str, *, file=None, column=None) -> NoReturn:
+def _fail(
+    log: RunLog, debug: bool, message: str, *, file: str | None = None, column: str | None = None
+) -> NoReturn:
     if debug:
         traceback.print_exc()
     log.failed(message, file=file, column=column)

@@ -56,7 +56,7 @@ def run(options: RunOptions, progress: RunLog | None = None) -> RunReport:
         claim_keys = ClaimKeyRegistry()
         inputs = []
         for source in sources:
-            record = InputRecord(source.label, source.format, readers.sha256_of(source.path))
+            record = InputRecord(source.label, source.format, readers.sha256_of(source))
             inputs.append(record)
             if progress:
                 progress.input_started(source.label, source.format)

@@ -74,11 +74,14 @@ def input_file(path: Path) -> InputFile:
     return InputFile(path, fmt)
 
 
-def sha256_of(path: Path) -> str:
+def sha256_of(source: InputFile) -> str:
     digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for chunk in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(chunk)
+    try:
+        with source.path.open("rb") as stream:
+            for chunk in iter(lambda: stream.read(1 << 20), b""):
+                digest.update(chunk)
+    except OSError as error:
+        raise RunError(f"cannot read file ({error.strerror})", file=source.label) from None
     return digest.hexdigest()
 
 

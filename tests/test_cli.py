@@ -168,3 +168,19 @@ def test_progress_lines_go_to_a_terminal_only(write_csv, tmp_path):
         log = RunLog("text", out=io.StringIO(), err=err)
         run_pipeline(RunOptions([extract], tmp_path / "out", batch_rows=2), progress=log)
         assert err.getvalue().splitlines() == expected
+
+
+def test_unreadable_input_exits_1_naming_it(run_cli, write_csv, monkeypatch):
+    # tests may run as root, for whom chmod 000 does not stop reading: refuse it here instead
+    extract = write_csv([LINE])
+    real_open = Path.open
+
+    def guarded_open(self, *args, **kwargs):
+        if self == extract:
+            raise PermissionError(13, "Permission denied")
+        return real_open(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", guarded_open)
+    run = run_cli(extract)
+    assert run.exit_code == 1
+    assert run.stderr.strip() == f"pa-batch: error: {extract}: cannot read file (Permission denied)"
