@@ -126,11 +126,14 @@ def test_sigkill_leaves_previous_or_complete_new_run(runs, tmp_path, event, nth,
         cwd=tmp_path,
     ) as process:
         events = _kill_when(process, event, nth, delay)
-    assert process.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    if event in ("start", "batch_done"):
+        assert process.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    else:  # once every record is read, the run may win the race to its exit
+        assert process.returncode in (-signal.SIGKILL, 0)
 
     state = _comparable(_visible(out))
     assert state in (runs["a"], runs["b"]), "a torn or mixed set of outputs"
-    if event == "run_committed":
+    if event == "run_committed" or process.returncode == 0:
         assert state == runs["b"]
     if event in ("start", "batch_done"):
         assert state == runs["a"]
