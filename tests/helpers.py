@@ -15,6 +15,20 @@ HEADER = (
     "claim_id,line_number,member_id,member_birth_date,service_date,ndc,drug_name,route,"
     "strength,strength_unit,diagnosis_codes"
 )
+# a baclofen powder line that passes every check and is approved (oral 5 mg, MS)
+VALID_LINE = {
+    "claim_id": "C",
+    "line_number": "1",
+    "member_id": "M1",
+    "member_birth_date": "1980-01-02",
+    "service_date": "2024-05-01",
+    "ndc": "00000-0000-00",
+    "drug_name": "BACLOFEN POWDER",
+    "route": "oral",
+    "strength": "5",
+    "strength_unit": "mg",
+    "diagnosis_codes": "G35",
+}
 
 
 class Run:

@@ -7,22 +7,9 @@ import csv
 
 import pandas as pd
 import pytest
-from helpers import FIXTURES
+from helpers import FIXTURES, VALID_LINE
 
 CASES = pd.read_csv(FIXTURES / "reject_cases.csv", dtype="str", keep_default_na=False)
-VALID_LINE = {
-    "claim_id": "C",
-    "line_number": "1",
-    "member_id": "M1",
-    "service_date": "2024-05-01",
-    "ndc": "00000-0000-00",
-    "drug_name": "BACLOFEN POWDER",
-    "route": "oral",
-    "strength": "5",
-    "strength_unit": "mg",
-    "diagnosis_codes": "G35",
-    "member_birth_date": "1980-01-02",
-}
 
 
 @pytest.fixture(scope="module")

@@ -9,35 +9,22 @@ byte-exact ones (CRLF, BOM, gzip, Parquet, truncations) were made and remakes th
 from __future__ import annotations
 
 import gzip
+import sys
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 HERE = Path(__file__).parent
-COLUMNS = [
-    "claim_id", "line_number", "member_id", "member_birth_date", "service_date", "ndc",
-    "drug_name", "route", "strength", "strength_unit", "diagnosis_codes",
-]  # fmt: skip
-HEADER = ",".join(COLUMNS)
+sys.path.insert(0, str(HERE.parent))
+from helpers import HEADER, VALID_LINE  # noqa: E402  (tests/helpers.py, beside this folder)
+
+COLUMNS = HEADER.split(",")
 
 
 def line(claim: str, **changes: str) -> str:
     """A valid, approvable baclofen powder line (oral 5 mg, MS) with some fields changed."""
-    values = {
-        "claim_id": claim,
-        "line_number": "1",
-        "member_id": "M1",
-        "member_birth_date": "1980-01-02",
-        "service_date": "2024-05-01",
-        "ndc": "00000-0000-00",
-        "drug_name": "BACLOFEN POWDER",
-        "route": "oral",
-        "strength": "5",
-        "strength_unit": "mg",
-        "diagnosis_codes": "G35",
-    }
-    values.update(changes)
+    values = {**VALID_LINE, "claim_id": claim, **changes}
     return ",".join(values[c] for c in COLUMNS)
 
 
