@@ -60,15 +60,17 @@ class RunLog:
     def committed(
         self, *, out: str, run_id: str, rows_read: int, outcomes: dict, reject_rate: float
     ) -> None:
-        fields = {
-            "out": out,
-            "run_id": run_id,
-            "rows_read": rows_read,
-            **{name: int(outcomes[name]) for name in OUTCOMES},
-            "reject_rate": round(reject_rate, 6),
-        }
         if self.format == JSON:
-            self._json("run_committed", fields)
+            self._json(
+                "run_committed",
+                {
+                    "out": out,
+                    "run_id": run_id,
+                    "rows_read": rows_read,
+                    **{name: int(outcomes[name]) for name in OUTCOMES},
+                    "reject_rate": round(reject_rate, 6),
+                },
+            )
             return
         self._out.write(f"pa-batch: committed {rows_read:,} records to {out}\n")
         for name in OUTCOMES:
