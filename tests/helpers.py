@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -63,3 +64,21 @@ class Run:
 
 def _read_csv_text(path: Path) -> pd.DataFrame:
     return pd.read_csv(path, dtype="str", keep_default_na=False)
+
+
+def run_lines(folder: Path, lines: list[dict[str, str]], *args: str) -> Path:
+    """Write ``lines`` (VALID_LINE's columns) to folder/claims.csv, run the CLI on it, return
+    the committed output directory."""
+    from typer.testing import CliRunner
+
+    from pa_batch.cli import app
+
+    extract = folder / "claims.csv"
+    with extract.open("w", newline="", encoding="utf-8") as stream:
+        writer = csv.DictWriter(stream, fieldnames=list(VALID_LINE))
+        writer.writeheader()
+        writer.writerows(lines)
+    out = folder / "out"
+    result = CliRunner().invoke(app, ["run", str(extract), "--out", str(out), *args])
+    assert result.exit_code == 0, result.output
+    return out

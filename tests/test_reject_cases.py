@@ -3,32 +3,21 @@ with one column changed, beside the reject codes that change must produce."""
 
 from __future__ import annotations
 
-import csv
-
 import pandas as pd
 import pytest
-from helpers import FIXTURES, VALID_LINE
+from helpers import FIXTURES, VALID_LINE, run_lines
 
 CASES = pd.read_csv(FIXTURES / "reject_cases.csv", dtype="str", keep_default_na=False)
 
 
 @pytest.fixture(scope="module")
 def rejected(tmp_path_factory) -> pd.DataFrame:
-    from typer.testing import CliRunner
-
-    from pa_batch.cli import app
-
-    folder = tmp_path_factory.mktemp("reject_cases")
-    extract = folder / "claims.csv"
-    with extract.open("w", newline="", encoding="utf-8") as stream:
-        writer = csv.DictWriter(stream, fieldnames=list(VALID_LINE))
-        writer.writeheader()
-        for number, case in enumerate(CASES.itertuples(), start=1):
-            writer.writerow({**VALID_LINE, "claim_id": f"C{number}", case.column: case.value})
-        writer.writerow({**VALID_LINE, "claim_id": "CONTROL"})
-    out = folder / "out"
-    result = CliRunner().invoke(app, ["run", str(extract), "--out", str(out)])
-    assert result.exit_code == 0, result.output
+    changed = [
+        {**VALID_LINE, "claim_id": f"C{number}", case.column: case.value}
+        for number, case in enumerate(CASES.itertuples(), start=1)
+    ]
+    control = {**VALID_LINE, "claim_id": "CONTROL"}
+    out = run_lines(tmp_path_factory.mktemp("reject_cases"), [*changed, control])
     results = pd.read_parquet(out / "results.parquet")
     assert results["claim_id"].tolist() == ["CONTROL"], "only the unchanged line is evaluated"
     return pd.read_parquet(out / "rejects.parquet")
