@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from pa_batch import normalize
 from pa_batch.decide import CODE_SEPARATOR, decide
@@ -41,6 +42,7 @@ from pa_batch.schemas.outputs import REJECTS_SCHEMA, RESULTS_SCHEMA
 from pa_batch.state import ClaimKeyRegistry
 from pa_batch.validation import contract_failures
 
+YES, NO, UNKNOWN = "yes", "no", "unknown"  # rejects: was the record a baclofen powder line?
 KEY_SEPARATOR = "\x1f"  # cannot occur in a trimmed claim_id from a CSV or Parquet text cell
 
 
@@ -52,6 +54,7 @@ class BatchOutcome:
     reasons: Counter[str]
     advisories: Counter[str]
     errors: Counter[str]
+    rejected_by_powder_line: Counter[str]  # rejected records: yes / no / unknown
 
     @property
     def rows_read(self) -> int:
@@ -66,8 +69,8 @@ def process_batch(
     record_failures = contract_failures(RECORD_SCHEMA, records)
     passed = ~records.index.isin(record_failures["position"])
 
-    in_scope = passed.copy()
-    in_scope[passed] = is_baclofen_powder(records.loc[passed], reference)
+    powder_line = powder_line_status(records, reference)
+    in_scope = passed & (powder_line == YES)
     lines = records.loc[in_scope]  # index: position in the batch
     line_failures = contract_failures(POWDER_LINE_SCHEMA, lines)
     lines = lines.loc[~lines.index.isin(line_failures["position"])]
@@ -99,11 +102,11 @@ def process_batch(
     facts = line_facts(lines, reference)
     decisions = decide(facts)
     results = _results(lines, facts, decisions, batch.source_rows, source_file)
-    rejects = _rejects(records, batch, source_file, [record_failures, line_failures, duplicates])
-
-    rejected_records = int(
-        rejects.loc[rejects["error_code"] != "MALFORMED_RECORD", "source_row"].nunique()
+    rejects = _rejects(
+        batch, source_file, powder_line, [record_failures, line_failures, duplicates]
     )
+    rejected = rejects.drop_duplicates("source_row")  # one row per rejected record
+    rejected_records = int((rejected["error_code"] != "MALFORMED_RECORD").sum())
     outcomes = Counter(
         {outcome: 0 for outcome in (APPROVED, DENIED, INVESTIGATIONAL, OUT_OF_SCOPE, REJECTED)}
     )
@@ -117,6 +120,7 @@ def process_batch(
         reasons=_code_counts(results["reasons"]),
         advisories=_code_counts(results["advisories"]),
         errors=Counter(rejects["error_code"].value_counts().to_dict()),
+        rejected_by_powder_line=Counter(rejected["powder_line"].value_counts().to_dict()),
     )
     if outcome.rows_read != batch.rows_read:
         raise RunError(
@@ -126,11 +130,17 @@ def process_batch(
     return outcome
 
 
-def is_baclofen_powder(records: pd.DataFrame, reference: ReferenceData) -> np.ndarray:
-    """SPEC §3 scope: a listed product NDC, or a drug name naming baclofen and powder or bulk."""
-    listed = normalize.ndc(records["ndc"]).isin(reference.product_ndcs)
+def powder_line_status(records: pd.DataFrame, reference: ReferenceData) -> np.ndarray:
+    """Scope of every record: ``yes`` (a listed product NDC, or a drug name naming baclofen
+    and powder or bulk), ``no``, or ``unknown`` when the NDC is unreadable, is not named
+    baclofen powder, and a product list exists that it might have been on."""
+    ndc = normalize.ndc(records["ndc"])
+    listed = ndc.isin(reference.product_ndcs).to_numpy()
     named = normalize.on_distinct(records["drug_name"], _names_baclofen_powder)
-    return (listed | named.fillna(False).astype(bool)).to_numpy()
+    powder = listed | named.fillna(False).astype(bool).to_numpy()
+    ndc_decides_nothing = not reference.product_ndcs
+    knowable = ndc.notna().to_numpy() | ndc_decides_nothing
+    return np.where(powder, YES, np.where(knowable, NO, UNKNOWN))
 
 
 def _names_baclofen_powder(names: pd.Series) -> pd.Series:
@@ -156,6 +166,7 @@ def _results(
         "ndc": normalize.ndc(lines["ndc"]),
         "drug_name": lines["drug_name"],
         "route": facts["route"],
+        "route_given": lines["route"],
         "strength": lines["strength"],
         "strength_unit": lines["strength_unit"],
         "normalized_strength": facts["strength"],
@@ -192,17 +203,25 @@ def _results(
 
 
 def _rejects(
-    records: pd.DataFrame, batch: Batch, source_file: str, failures: list[pd.DataFrame]
+    batch: Batch, source_file: str, powder_line: np.ndarray, failures: list[pd.DataFrame]
 ) -> pd.DataFrame:
     found = pd.concat([f for f in failures if len(f)] or [failures[0]], ignore_index=True)
     positions = found["position"].to_numpy(dtype=np.int64)
     message = found["error_code"].map(REJECT_CODES)
     if "message" in found:
         message = found["message"].fillna(message)
+    records = batch.records
     value = np.full(len(found), None, dtype=object)
     for column in found["column"].dropna().unique():
+        # the cell as the claim carried it, surrounding spaces included
         mine = (found["column"] == column).to_numpy()
-        value[mine] = records[column].to_numpy(dtype=object)[positions[mine]]
+        cells = batch.raw.get(column)
+        as_given = (
+            cells.take(pa.array(positions[mine])).to_numpy(zero_copy_only=False)
+            if cells is not None
+            else records[column].to_numpy(dtype=object)[positions[mine]]
+        )
+        value[mine] = as_given
     checked = pd.DataFrame(
         {
             "source_file": source_file,
@@ -213,6 +232,7 @@ def _rejects(
             "error_code": found["error_code"].to_numpy(dtype=object),
             "message": message.to_numpy(dtype=object),
             "value": value,
+            "powder_line": powder_line[positions],
         }
     )
     malformed = batch.malformed
@@ -229,6 +249,7 @@ def _rejects(
             + " fields, the header has "
             + malformed["expected_fields"].astype("str"),
             "value": malformed["text"].to_numpy(dtype=object),
+            "powder_line": UNKNOWN,  # its fields cannot be trusted to say
         }
     )
     both = pd.concat([f for f in (checked, broken) if len(f)] or [checked], ignore_index=True)

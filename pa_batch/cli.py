@@ -1,11 +1,16 @@
 """Command line: ``pa-batch run INPUT... --out DIR``. Parses options, calls ``pipeline.run``.
 
+Every option a deployment sets once can come from a ``PA_BATCH_*`` environment variable
+(``PA_BATCH_OUT``, ``PA_BATCH_REFERENCE_DIR``, ...); a flag on the command line wins.
+
 Exit status: 0 committed; 1 failed, nothing committed (one line naming the file and column);
 2 command-line usage error; 3 committed, but the reject rate exceeded --max-reject-rate.
 """
 
 from __future__ import annotations
 
+import codecs
+import re
 import sys
 import traceback
 from enum import StrEnum
@@ -22,13 +27,47 @@ if TYPE_CHECKING:
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_OVER_THRESHOLD = 0, 1, 2, 3
 
+ENV_PREFIX = "PA_BATCH_"
+MAX_BATCH_ROWS = 1 << 30
+RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
 app = typer.Typer(
     name="pa-batch",
     help="Decide prior approval of compounded baclofen powder claim lines.",
     add_completion=False,
     pretty_exceptions_enable=False,
     no_args_is_help=True,
+    # plain help: flags show as flags (the rich layout labels them <bool>)
+    rich_markup_mode=None,
 )
+
+
+class _Command(typer.core.TyperCommand):
+    """Help that names arguments as a user types them: ``INPUT...``, not ``{inputs}...``."""
+
+    def collect_usage_pieces(self, ctx) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        pieces += [_argument_name(param) for param in self.get_params(ctx) if _is_argument(param)]
+        return pieces
+
+    def get_params(self, ctx):
+        params = super().get_params(ctx)
+        for param in params:
+            if _is_argument(param):
+                param.get_help_record = lambda ctx, p=param: (_argument_name(p), p.help or "")
+        return params
+
+
+def _is_argument(param) -> bool:
+    return param.param_type_name == "argument"
+
+
+def _argument_name(param) -> str:
+    return (param.metavar or param.name.upper()) + ("..." if param.nargs != 1 else "")
+
+
+def _env(name: str) -> str:
+    return ENV_PREFIX + name
 
 
 class OutputFormat(StrEnum):
@@ -41,52 +80,87 @@ class LogFormat(StrEnum):
     json = "json"
 
 
-@app.callback()
-def _root(
-    version: Annotated[bool, typer.Option("--version", help="Show the version and exit.")] = False,
-) -> None:
-    if version:
+def _show_version(value: bool) -> None:
+    if value:
         typer.echo(f"pa-batch {__version__}")
         raise typer.Exit(EXIT_OK)
 
 
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Show the version and exit.", is_eager=True, callback=_show_version
+        ),
+    ] = False,
+) -> None:
+    """Decide prior approval of compounded baclofen powder claim lines."""
+
+
 @app.command(
+    cls=_Command,
     epilog=(
+        "Input columns (header names trimmed, any case): required claim_id, line_number, "
+        "member_id, service_date, ndc; in the header, cells may be empty: member_birth_date, "
+        "drug_name, route, strength, strength_unit, diagnosis_codes; optional quantity, "
+        "days_supply, prescriber_npi, pharmacy_npi, prior_auth_number. Other columns are "
+        "ignored and listed in the summary. docs/contract.md has every accepted form.\n\n"
         "Examples:\n\n"
         "  pa-batch run claims.csv --out out/\n\n"
         "  pa-batch run day1.parquet day2.csv.gz --out out/ --format csv\n\n"
         "  pa-batch run claims.csv --out out/ --reference-dir ref/ --max-reject-rate 0.05\n\n"
         "Exit status: 0 committed; 1 failed, nothing committed; 2 usage error; "
         "3 committed, reject rate over --max-reject-rate."
-    )
+    ),
 )
 def run(
     inputs: Annotated[
-        list[Path], typer.Argument(help="Claim extracts: .csv, .csv.gz or .parquet, in order.")
+        list[Path],
+        typer.Argument(
+            metavar="INPUT",
+            help="Claim extracts, in order: .csv, .csv.gz (UTF-8 unless --encoding) or .parquet.",
+            show_default=False,
+        ),
     ],
-    out: Annotated[Path, typer.Option("--out", help="Output directory (created if absent).")],
+    out: Annotated[
+        Path,
+        typer.Option("--out", help="Output directory (created if absent).", envvar=_env("OUT")),
+    ],
     output_format: Annotated[
-        OutputFormat, typer.Option("--format", help="Format of results and rejects.")
+        OutputFormat,
+        typer.Option("--format", help="Format of results and rejects.", envvar=_env("FORMAT")),
     ] = OutputFormat.parquet,
     reference_dir: Annotated[
         Path | None,
-        typer.Option("--reference-dir", help="CSV files overriding the shipped reference data."),
+        typer.Option(
+            "--reference-dir",
+            help="CSV files overriding the shipped reference data.",
+            envvar=_env("REFERENCE_DIR"),
+        ),
     ] = None,
     max_reject_rate: Annotated[
         float | None,
         typer.Option(
-            "--max-reject-rate", min=0.0, max=1.0, help="Exit 3 if rejected/read exceeds this."
+            "--max-reject-rate",
+            min=0.0,
+            max=1.0,
+            help="Exit 3 if rejected/read exceeds this.",
+            envvar=_env("MAX_REJECT_RATE"),
         ),
     ] = None,
     encoding: Annotated[
-        str, typer.Option("--encoding", help="Text encoding of CSV inputs.")
+        str,
+        typer.Option("--encoding", help="Text encoding of CSV inputs.", envvar=_env("ENCODING")),
     ] = "utf-8",
     batch_rows: Annotated[
         int | None,
         typer.Option(
             "--batch-rows",
             min=1,
-            help="Records decided at a time (default 524,288): bounds memory, never outcomes.",
+            max=MAX_BATCH_ROWS,
+            help="Records decided at a time (default 524,288): bounds memory, never outputs.",
+            envvar=_env("BATCH_ROWS"),
         ),
     ] = None,
     log_format: Annotated[
@@ -95,17 +169,34 @@ def run(
             "--log-format",
             help="text: progress on stderr, outcome table on stdout. "
             "json: one JSON object per line on stdout, the last one run_finished.",
+            envvar=_env("LOG_FORMAT"),
         ),
     ] = LogFormat.text,
+    run_id: Annotated[
+        str | None,
+        typer.Option(
+            "--run-id",
+            help="The scheduler's id for this run (letters, digits, . _ -; at most 64); "
+            "default: a fresh one.",
+            envvar=_env("RUN_ID"),
+        ),
+    ] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show a traceback on failure.")] = False,
 ) -> None:
-    """Decide every baclofen powder line of INPUTS; write results, rejects and a summary."""
+    """Decide every baclofen powder line of INPUT...; write results, rejects and a summary."""
     from pa_batch.pipeline import RunOptions
     from pa_batch.pipeline import run as run_pipeline
     from pa_batch.runlog import RunLog
+    from pa_batch.writers import new_run_id
 
     _check_encoding(encoding)
-    log = RunLog(log_format.value)
+    if run_id is not None and not RUN_ID_PATTERN.fullmatch(run_id):
+        raise typer.BadParameter(
+            "letters, digits, '.', '_' or '-', at most 64, starting with a letter or digit",
+            param_hint="--run-id",
+        )
+    run_id = run_id or new_run_id()
+    log = RunLog(log_format.value, run_id=run_id)
     options = RunOptions(
         inputs=inputs,
         out_dir=out,
@@ -113,6 +204,7 @@ def run(
         reference_dir=reference_dir,
         max_reject_rate=max_reject_rate,
         encoding=encoding,
+        run_id=run_id,
         **({"batch_rows": batch_rows} if batch_rows else {}),
     )
     try:
@@ -125,9 +217,10 @@ def run(
             debug,
             f"internal error ({type(error).__name__}); rerun with --debug for a traceback",
         )
+    for warning in report.warnings:
+        log.warning(warning, file=str(out))
     log.committed(
         out=str(out),
-        run_id=report.run_id,
         rows_read=report.counts.rows_read,
         outcomes=report.counts.outcomes,
         reject_rate=report.reject_rate,
@@ -140,12 +233,13 @@ def run(
 
 
 def _check_encoding(encoding: str) -> None:
-    import codecs
-
     try:
-        codecs.lookup(encoding)
+        codec = codecs.lookup(encoding)
     except LookupError:
         raise typer.BadParameter("unknown encoding", param_hint="--encoding") from None
+    # rot13, hex, base64, zlib... are codecs, but not encodings of text
+    if not getattr(codec, "_is_text_encoding", True):
+        raise typer.BadParameter("not a text encoding", param_hint="--encoding")
 
 
 def _fail(

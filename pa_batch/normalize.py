@@ -15,8 +15,18 @@ import numpy as np
 import pandas as pd
 
 ROUTE_SYNONYMS: Final[dict[str, str]] = {
-    **dict.fromkeys(["oral", "po", "by mouth", "26643006"], "oral"),
-    **dict.fromkeys(["intrathecal", "it", "ith", "72607000"], "intrathecal"),
+    **dict.fromkeys(["oral", "orally", "po", "p.o.", "per os", "by mouth", "26643006"], "oral"),
+    **dict.fromkeys(
+        [
+            "intrathecal",
+            "it",
+            "ith",
+            "intrathecal injection",
+            "intrathecal infusion",
+            "72607000",
+        ],
+        "intrathecal",
+    ),
     **dict.fromkeys(
         ["topical", "top", "transdermal", "cutaneous", "6064005", "45890007"], "topical"
     ),

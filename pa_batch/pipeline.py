@@ -34,6 +34,7 @@ class RunOptions:
     max_reject_rate: float | None = None
     encoding: str = "utf-8"
     batch_rows: int = readers.DEFAULT_BATCH_ROWS
+    run_id: str | None = None  # a scheduler's own id; a fresh one when absent
 
 
 def run(options: RunOptions, progress: RunLog | None = None) -> RunReport:
@@ -43,26 +44,35 @@ def run(options: RunOptions, progress: RunLog | None = None) -> RunReport:
     """
     started = time.monotonic()
     started_at = datetime.now(UTC).replace(microsecond=0).isoformat()
-    sources = [readers.input_file(path) for path in options.inputs]
+    # every header is checked before any record is decided: a bad third file fails at once
+    extracts = [
+        readers.open_extract(readers.input_file(path), encoding=options.encoding)
+        for path in options.inputs
+    ]
     reference = load_reference(options.reference_dir)
 
-    output = OutputDirectory(options.out_dir).open()
     results_name = f"results.{options.output_format}"
     rejects_name = f"rejects.{options.output_format}"
+    published = [results_name, rejects_name, SUMMARY_MD, SUMMARY_JSON]
+    output = OutputDirectory(options.out_dir, options.run_id).open(published)
     try:
         results = TableWriter(output.path(results_name), RESULTS_SCHEMA, options.output_format)
         rejects = TableWriter(output.path(rejects_name), REJECTS_SCHEMA, options.output_format)
         counts = RunCounts()
         claim_keys = ClaimKeyRegistry()
         inputs = []
-        for source in sources:
-            record = InputRecord(source.label, source.format, readers.sha256_of(source))
+        for extract in extracts:
+            source = extract.source
+            record = InputRecord(
+                source.label,
+                source.format,
+                readers.sha256_of(source),
+                ignored_columns=extract.ignored_columns,
+            )
             inputs.append(record)
             if progress:
                 progress.input_started(source.label, source.format)
-            for batch in readers.read_batches(
-                source, encoding=options.encoding, batch_rows=options.batch_rows
-            ):
+            for batch in extract.batches(options.batch_rows):
                 outcome = process_batch(batch, source.label, reference, claim_keys)
                 results.write(outcome.results)
                 rejects.write(outcome.rejects)
@@ -72,6 +82,7 @@ def run(options: RunOptions, progress: RunLog | None = None) -> RunReport:
                 counts.reasons.update(outcome.reasons)
                 counts.advisories.update(outcome.advisories)
                 counts.errors.update(outcome.errors)
+                counts.rejected_by_powder_line.update(outcome.rejected_by_powder_line)
                 if progress:
                     progress.batch_done(
                         source.label, batch.rows_read, record.rows, counts.rows_read
@@ -99,7 +110,8 @@ def run(options: RunOptions, progress: RunLog | None = None) -> RunReport:
         report.seconds = time.monotonic() - started
         output.write_text(SUMMARY_MD, summary_markdown(report))
         output.write_json(SUMMARY_JSON, summary_json(report))
-        output.commit([results_name, rejects_name, SUMMARY_MD, SUMMARY_JSON])
+        output.commit(published)
+        report.warnings = output.warnings
         return report
     except OSError as error:  # disk full, quota, I/O error: the outputs cannot be written
         output.abort()

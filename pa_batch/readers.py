@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import codecs
 import csv
+import difflib
 import gzip
 import hashlib
 import io
+import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,12 +29,14 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from pa_batch.errors import RunError
-from pa_batch.schemas.claim_extract import INPUT_COLUMNS, REQUIRED_COLUMNS
+from pa_batch.schemas.claim_extract import INPUT_COLUMNS, POLICY_COLUMNS, REQUIRED_COLUMNS
 
 CSV = "csv"
 PARQUET = "parquet"
 DEFAULT_BATCH_ROWS = 1 << 19
 CSV_BLOCK_BYTES = 1 << 26  # also the longest CSV record the reader accepts
+_NAME_SHAPE = re.compile(r"[a-z][a-z0-9_ .\-]{0,39}")
+_OTHER_DELIMITERS = (";", "\t", "|")
 
 
 @dataclass
@@ -40,6 +45,9 @@ class Batch:
 
     records: pd.DataFrame  # INPUT_COLUMNS as trimmed text, NA = missing; RangeIndex
     source_rows: np.ndarray  # 1-based record number of each record, header excluded
+    # each contract column present in the file, as given (untrimmed): the rejects file
+    # shows a bad cell exactly as the claim carried it
+    raw: dict[str, pa.Array] = field(default_factory=dict)
     # CSV records with the wrong field count: source_row, fields, raw text
     malformed: pd.DataFrame = field(default_factory=lambda: _malformed_frame([]))
 
@@ -85,18 +93,58 @@ def sha256_of(source: InputFile) -> str:
     return digest.hexdigest()
 
 
+@dataclass
+class Extract:
+    """An opened input: its header, checked against the contract, and its batches."""
+
+    source: InputFile
+    header: list[str]  # the header's names as given
+    known: dict[int, str]  # header position -> contract column
+    encoding: str = "utf-8"
+    skip_rows: int = 1  # CSV rows before the first record: blank lines and the header
+    has_records: bool = True
+
+    @property
+    def ignored_columns(self) -> list[str]:
+        return ignored_columns(self.header)
+
+    def batches(self, batch_rows: int = DEFAULT_BATCH_ROWS) -> Iterator[Batch]:
+        """Yield the file's records batch by batch; file-level problems raise ``RunError``."""
+        reader = _csv_batches if self.source.format == CSV else _parquet_batches
+        with _file_errors(self.source):
+            yield from reader(self, batch_rows)
+
+
+def open_extract(source: InputFile, *, encoding: str = "utf-8") -> Extract:
+    """Read and check the header of ``source``; a header the contract rejects fails the run."""
+    with _file_errors(source):
+        if source.format == CSV:
+            return _open_csv(source, encoding)
+        return _open_parquet(source)
+
+
 def read_batches(
     source: InputFile, *, encoding: str = "utf-8", batch_rows: int = DEFAULT_BATCH_ROWS
 ) -> Iterator[Batch]:
-    """Yield the file's records batch by batch; file-level problems raise ``RunError``."""
-    reader = _csv_batches if source.format == CSV else _parquet_batches
+    """Every batch of ``source``: ``open_extract`` then ``Extract.batches``."""
+    yield from open_extract(source, encoding=encoding).batches(batch_rows)
+
+
+@contextmanager
+def _file_errors(source: InputFile) -> Iterator[None]:
     try:
-        yield from reader(source, encoding=encoding, batch_rows=batch_rows)
+        yield
     except RunError:
         raise
+    except OSError as error:
+        if error.errno is None:  # a library's complaint about the content, not the OS's
+            raise RunError(
+                f"cannot read {source.format.upper()} file ({_failure_kind(error, source.format)})",
+                file=source.label,
+            ) from None
+        raise RunError(f"cannot read file ({error.strerror})", file=source.label) from None
     except (
         pa.ArrowException,
-        OSError,
         UnicodeDecodeError,
         EOFError,
         csv.Error,
@@ -104,14 +152,17 @@ def read_batches(
     ) as error:
         # the library's message can quote file content: say what kind of failure, not what
         raise RunError(
-            f"cannot read {source.format.upper()} file ({_failure_kind(error)})", file=source.label
+            f"cannot read {source.format.upper()} file ({_failure_kind(error, source.format)})",
+            file=source.label,
         ) from None
 
 
-def _failure_kind(error: Exception) -> str:
+def _failure_kind(error: Exception, fmt: str) -> str:
     """What went wrong, in words that quote nothing from the file."""
     said = str(error).lower()
     if isinstance(error, UnicodeDecodeError) or "utf8" in said or "utf-8" in said:
+        if fmt == PARQUET:
+            return "text is not valid UTF-8"
         return "text is not valid in the expected encoding; see --encoding"
     if isinstance(error, (EOFError, gzip.BadGzipFile)) or "compress" in said:
         return "truncated or corrupt compressed data"
@@ -127,18 +178,80 @@ def _failure_kind(error: Exception) -> str:
 def canonical_header(names: list[str], label: str) -> dict[int, str]:
     """Map header positions of known columns to their canonical names (trimmed, lower-cased).
 
-    Duplicate names and missing required columns fail the run.
+    A repeated name, or a contract column (required or policy) absent from the header, fails
+    the run. Header text that is not a known column name may be a data value (a file whose
+    header row is missing), so it is never echoed: a position is named instead.
     """
     canonical = [str(name).strip().lower() for name in names]
-    seen: set[str] = set()
-    for name in canonical:
-        if name in seen and name:
-            raise RunError("duplicate column in header", file=label, column=name)
-        seen.add(name)
-    for required in REQUIRED_COLUMNS:
-        if required not in seen:
-            raise RunError("required column missing from header", file=label, column=required)
+    first_at: dict[str, int] = {}
+    for position, name in enumerate(canonical, start=1):
+        if not name:
+            continue
+        if name in first_at:
+            if name in INPUT_COLUMNS:
+                raise RunError("duplicate column in header", file=label, column=name)
+            raise RunError(
+                f"header columns {first_at[name]} and {position} have the same name"
+                + _header_missing_hint(canonical),
+                file=label,
+            )
+        first_at[name] = position
+    for column in REQUIRED_COLUMNS + POLICY_COLUMNS:
+        if column not in first_at:
+            raise RunError(_missing_column_message(column, canonical), file=label, column=column)
     return {i: name for i, name in enumerate(canonical) if name in INPUT_COLUMNS}
+
+
+def ignored_columns(names: list[str]) -> list[str]:
+    """Header names the contract does not know, as given (trimmed): listed in the summary."""
+    return [
+        str(name).strip()
+        for name in names
+        if str(name).strip() and str(name).strip().lower() not in INPUT_COLUMNS
+    ]
+
+
+def _missing_column_message(column: str, canonical: list[str]) -> str:
+    kind = "required" if column in REQUIRED_COLUMNS else "policy"
+    message = f"{kind} column missing from header"
+    if not any(name in INPUT_COLUMNS for name in canonical):
+        return message + _header_missing_hint(canonical)
+    unknown = [name for name in canonical if name not in INPUT_COLUMNS and _looks_like_name(name)]
+    close = difflib.get_close_matches(column, unknown, n=3, cutoff=0.6)
+    close += [
+        name
+        for name in unknown
+        if name not in close and (column in name or name in column) and len(name) >= 3
+    ][: 3 - len(close)]
+    if close:
+        message += " (close: " + ", ".join(f"'{name}'" for name in close) + "?)"
+    return message
+
+
+def _looks_like_name(text: str) -> bool:
+    """A column name rather than a data value: letters first, then letters, digits, _ - . or
+    spaces; at most 40 characters and never more digits than letters."""
+    if not _NAME_SHAPE.fullmatch(text):
+        return False
+    digits = sum(ch.isdigit() for ch in text)
+    return digits <= sum(ch.isalpha() for ch in text) // 2
+
+
+def _header_missing_hint(canonical: list[str]) -> str:
+    if len(canonical) == 1:
+        for delimiter in _OTHER_DELIMITERS:
+            parts = [part.strip() for part in canonical[0].split(delimiter)]
+            known = sum(part in INPUT_COLUMNS for part in parts)
+            if known:
+                shown = "tab" if delimiter == "\t" else f"'{delimiter}'"
+                return (
+                    f"; the header is one field that splits on {shown} into {len(parts)} "
+                    f"names, {known} of them contract columns: the file looks {shown}-"
+                    "delimited, and pa-batch reads comma-delimited CSV"
+                )
+    if not any(name in INPUT_COLUMNS for name in canonical):
+        return "; no known column name in the first record: is the header row missing?"
+    return ""
 
 
 def text_records(columns: dict[str, pa.Array], length: int) -> pd.DataFrame:
@@ -156,41 +269,67 @@ def text_records(columns: dict[str, pa.Array], length: int) -> pd.DataFrame:
 # --- CSV -------------------------------------------------------------------------------
 
 
+def _compression(path: Path) -> str | None:
+    """The one place compression is decided: by extension, whatever its case."""
+    return "gzip" if path.name.lower().endswith(".gz") else None
+
+
 def _open_binary(source: InputFile):
-    if source.path.name.lower().endswith(".gz"):
+    if _compression(source.path) == "gzip":
         return gzip.open(source.path, "rb")
     return source.path.open("rb")
 
 
-def _csv_header(source: InputFile, encoding: str) -> list[str]:
+def _open_csv(source: InputFile, encoding: str) -> Extract:
+    """The header is the first CSV record that is not a blank line, however many physical
+    lines its quoted cells span; it is read quote-aware here and skipped quote-aware below."""
     python_encoding = "utf-8-sig" if codecs.lookup(encoding).name == "utf-8" else encoding
     with _open_binary(source) as binary:
         text = io.TextIOWrapper(binary, encoding=python_encoding, newline="")
-        header = next(csv.reader(text), None)
-    if not header:
-        raise RunError("empty file: no header row", file=source.label)
-    return header
+        rows = csv.reader(text)
+        blank_rows = 0
+        header = next(rows, None)
+        while header == []:
+            blank_rows += 1
+            header = next(rows, None)
+        if header is None or not any(name.strip() for name in header):
+            raise RunError("empty file: no header row", file=source.label)
+        # anything but line breaks after the header is a record (a header alone, without
+        # its final newline, is a file of no records, not a record too long to parse)
+        rest = text.read(4096)
+        while rest and not rest.strip("\r\n"):
+            rest = text.read(4096)
+    return Extract(
+        source,
+        header,
+        canonical_header(header, source.label),
+        encoding=encoding,
+        skip_rows=blank_rows + 1,
+        has_records=bool(rest),
+    )
 
 
-def _csv_batches(source: InputFile, *, encoding: str, batch_rows: int) -> Iterator[Batch]:
-    header = _csv_header(source, encoding)
-    known = canonical_header(header, source.label)
-    positional = [f"f{i}" for i in range(len(header))]
+def _csv_batches(extract: Extract, batch_rows: int) -> Iterator[Batch]:
+    if not extract.has_records:  # a header alone, with or without its final newline
+        return
+    source, known = extract.source, extract.known
+    positional = [f"f{i}" for i in range(len(extract.header))]
     malformed: list[tuple[int, int, str]] = []
 
     def on_malformed(row: pa_csv.InvalidRow) -> str:
-        # row.number counts physical records from 1 with the header; ours exclude it
-        malformed.append((row.number - 1, row.actual_columns, row.text))
+        # row.number counts records from 1, the skipped rows (blank lines, header) included
+        malformed.append((row.number - extract.skip_rows, row.actual_columns, row.text))
         return "skip"
 
     reader = pa_csv.open_csv(
-        pa.input_stream(str(source.path), compression="detect"),
+        pa.input_stream(str(source.path), compression=_compression(source.path)),
         read_options=pa_csv.ReadOptions(
             use_threads=False,  # record numbers of malformed rows are known only single-threaded
             block_size=CSV_BLOCK_BYTES,
-            skip_rows=1,
+            # rows, not lines: a quoted line break inside a header cell is skipped with it
+            skip_rows_after_names=extract.skip_rows,
             column_names=positional,
-            encoding=encoding,
+            encoding=extract.encoding,
         ),
         parse_options=pa_csv.ParseOptions(
             newlines_in_values=True, invalid_row_handler=on_malformed
@@ -202,28 +341,28 @@ def _csv_batches(source: InputFile, *, encoding: str, batch_rows: int) -> Iterat
             quoted_strings_can_be_null=False,
         ),
     )
+    expected_fields = len(extract.header)
     good_so_far = 0
     emitted_malformed = 0
     for record_batch in _slices(reader, batch_rows):
         n = record_batch.num_rows
-        records = text_records(
-            {known[int(name[1:])]: record_batch.column(name) for name in record_batch.schema.names},
-            n,
-        )
+        raw = {
+            known[int(name[1:])]: record_batch.column(name) for name in record_batch.schema.names
+        }
         bad = np.array([row for row, _, _ in malformed], dtype=np.int64)
         good_index = np.arange(good_so_far, good_so_far + n)
         source_rows = _good_record_numbers(good_index, bad)
         good_so_far += n
         last = int(source_rows[-1])
         cut = emitted_malformed + int(np.searchsorted(bad[emitted_malformed:], last))
-        batch_malformed = _malformed_frame(malformed[emitted_malformed:cut], len(header))
+        batch_malformed = _malformed_frame(malformed[emitted_malformed:cut], expected_fields)
         emitted_malformed = cut
-        yield Batch(records, source_rows, batch_malformed)
+        yield Batch(text_records(raw, n), source_rows, raw=raw, malformed=batch_malformed)
     if emitted_malformed < len(malformed):
         yield Batch(
             text_records({}, 0),
             np.empty(0, np.int64),
-            _malformed_frame(malformed[emitted_malformed:], len(header)),
+            malformed=_malformed_frame(malformed[emitted_malformed:], expected_fields),
         )
 
 
@@ -259,47 +398,66 @@ def _malformed_frame(rows: list[tuple[int, int, str]], expected: int = 0) -> pd.
 # --- Parquet ---------------------------------------------------------------------------
 
 
-def _parquet_batches(source: InputFile, *, encoding: str, batch_rows: int) -> Iterator[Batch]:
-    del encoding  # Parquet text is UTF-8 by definition
+def _open_parquet(source: InputFile) -> Extract:
     # pages written with CRCs are verified: corruption fails the file instead of
     # becoming plausible values
     parquet = pq.ParquetFile(source.path, page_checksum_verification=True)
     names = parquet.schema_arrow.names
-    known = canonical_header(names, source.label)
+    return Extract(source, names, canonical_header(names, source.label))
+
+
+def _parquet_batches(extract: Extract, batch_rows: int) -> Iterator[Batch]:
+    source, names = extract.source, extract.header
+    parquet = pq.ParquetFile(source.path, page_checksum_verification=True)
     read_so_far = 0
     for record_batch in parquet.iter_batches(
-        batch_size=batch_rows, columns=[names[i] for i in known]
+        batch_size=batch_rows, columns=[names[i] for i in extract.known]
     ):
         n = record_batch.num_rows
-        columns = {
-            known[names.index(name)]: _as_text(record_batch.column(name), source.label, name)
-            for name in record_batch.schema.names
+        raw = {
+            extract.known[position]: _as_text(
+                record_batch.column(names[position]), source.label, extract.known[position]
+            )
+            for position in extract.known
         }
         source_rows = np.arange(read_so_far + 1, read_so_far + n + 1, dtype=np.int64)
         read_so_far += n
-        yield Batch(text_records(columns, n), source_rows)
+        yield Batch(text_records(raw, n), source_rows, raw=raw)
 
 
 def _as_text(column: pa.Array, label: str, name: str) -> pa.Array:
-    """A typed Parquet column as the text a CSV would carry, so both decide alike."""
+    """A typed Parquet column as the text a CSV would carry, so both decide alike.
+
+    ``name`` is the contract column. An integer NDC is left-padded with zeros to 11 digits:
+    a number can only have come from the 11-digit form, its leading zeros lost.
+    """
     kind = column.type
     if pa.types.is_dictionary(kind):
         return _as_text(column.dictionary_decode(), label, name)
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        try:
+            column.validate(full=True)
+        except pa.ArrowInvalid:
+            raise RunError("text is not valid UTF-8", file=label, column=name) from None
         return column.cast(pa.string())
     if pa.types.is_timestamp(kind) or pa.types.is_date(kind):
         # a timestamp's calendar date is its date of service
         return column.cast(pa.date32()).cast(pa.string())
+    if pa.types.is_integer(kind) and name == "ndc":
+        digits = column.cast(pa.string())
+        non_negative = pc.fill_null(pc.greater_equal(column, 0), False)
+        return pc.if_else(non_negative, pc.utf8_lpad(digits, 11, "0"), digits)
+    if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
+        try:
+            return column.cast(pa.string())
+        except pa.ArrowInvalid:
+            raise RunError("text is not valid UTF-8", file=label, column=name) from None
     if (
         pa.types.is_integer(kind)
         or pa.types.is_floating(kind)
         or pa.types.is_decimal(kind)
         or pa.types.is_boolean(kind)
-        or pa.types.is_binary(kind)
-        or pa.types.is_large_binary(kind)
         or pa.types.is_null(kind)
     ):
         return column.cast(pa.string())
-    raise RunError(
-        f"unsupported Parquet column type {kind}", file=label, column=name.strip().lower()
-    )
+    raise RunError(f"unsupported Parquet column type {kind}", file=label, column=name)

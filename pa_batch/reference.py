@@ -6,6 +6,7 @@ the column and the data row number, never the cell's value.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import io
 from dataclasses import dataclass
@@ -25,11 +26,15 @@ REFERENCE_FILES = (PRODUCTS, COMMERCIAL_STRENGTHS, SHORTAGES, SPASTICITY_CODES)
 
 _COLUMNS = {
     PRODUCTS: ("ndc", "description"),
-    COMMERCIAL_STRENGTHS: ("route", "strength", "strength_unit", "available_from", "available_to"),
+    COMMERCIAL_STRENGTHS: ("route", "strength", "strength_unit", "start_date", "end_date"),
     SHORTAGES: ("route", "strength", "strength_unit", "start_date", "end_date"),
     SPASTICITY_CODES: ("code_prefix", "description"),
 }
-_OPTIONAL = {"description", "available_from", "available_to", "end_date"}
+# Both dated files name their window start_date / end_date; commercial_strengths.csv once
+# said available_from / available_to, and those names are still read.
+_OLD_NAMES = {COMMERCIAL_STRENGTHS: {"available_from": "start_date", "available_to": "end_date"}}
+_OPTIONAL = {"description", "end_date"}
+_OPTIONAL_BY_FILE = {COMMERCIAL_STRENGTHS: {"start_date"}}
 _PREFIX_PATTERN = r"[A-Z][0-9][0-9A-Z]{0,5}"
 
 
@@ -59,6 +64,8 @@ def load_reference(reference_dir: Path | None = None) -> ReferenceData:
     """Load every reference file: the one in ``reference_dir`` when present, else the default."""
     if reference_dir is not None and not reference_dir.is_dir():
         raise RunError("reference directory not found", file=str(reference_dir))
+    if reference_dir is not None:
+        _refuse_unknown_files(reference_dir)
     frames: dict[str, pd.DataFrame] = {}
     sources = []
     for name in REFERENCE_FILES:
@@ -75,7 +82,7 @@ def load_reference(reference_dir: Path | None = None) -> ReferenceData:
             origin = "default"
             payload = resources.files("pa_batch.reference_data").joinpath(name).read_bytes()
         label = name if origin == "default" else origin
-        frames[name] = _read_reference_csv(payload, label, _COLUMNS[name])
+        frames[name] = _read_reference_csv(payload, label, name)
         sources.append(
             ReferenceSource(name, origin, hashlib.sha256(payload).hexdigest(), len(frames[name]))
         )
@@ -83,12 +90,9 @@ def load_reference(reference_dir: Path | None = None) -> ReferenceData:
     return ReferenceData(
         product_ndcs=_products(frames[PRODUCTS], labels[PRODUCTS]),
         commercial_strengths=_dated_strengths(
-            frames[COMMERCIAL_STRENGTHS],
-            labels[COMMERCIAL_STRENGTHS],
-            "available_from",
-            "available_to",
+            frames[COMMERCIAL_STRENGTHS], labels[COMMERCIAL_STRENGTHS]
         ),
-        shortages=_dated_strengths(frames[SHORTAGES], labels[SHORTAGES], "start_date", "end_date"),
+        shortages=_dated_strengths(frames[SHORTAGES], labels[SHORTAGES]),
         spasticity_prefixes=_spasticity_prefixes(
             frames[SPASTICITY_CODES], labels[SPASTICITY_CODES]
         ),
@@ -96,25 +100,49 @@ def load_reference(reference_dir: Path | None = None) -> ReferenceData:
     )
 
 
-def _read_reference_csv(payload: bytes, label: str, columns: tuple[str, ...]) -> pd.DataFrame:
+def _refuse_unknown_files(reference_dir: Path) -> None:
+    """A file that is not a reference file name is a misspelling, never silently ignored."""
+    for entry in sorted(reference_dir.iterdir()):
+        if entry.name not in REFERENCE_FILES and not entry.is_dir():
+            raise RunError(
+                "not a reference file name; expected " + ", ".join(REFERENCE_FILES),
+                file=str(entry),
+            )
+
+
+def _read_reference_csv(payload: bytes, label: str, name: str) -> pd.DataFrame:
+    columns = _COLUMNS[name]
     try:
         text = payload.decode("utf-8-sig")
-        frame = pd.read_csv(io.StringIO(text), dtype="str", keep_default_na=False, na_filter=False)
-    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError):
+        records = [row for row in csv.reader(io.StringIO(text, newline="")) if row]
+    except (UnicodeDecodeError, csv.Error):
         raise RunError("not a readable UTF-8 CSV file", file=label) from None
-    frame.columns = [str(column).strip().lower() for column in frame.columns]
-    if frame.columns.duplicated().any():
-        duplicate = frame.columns[frame.columns.duplicated()][0]
-        raise RunError("duplicate column", file=label, column=duplicate)
+    if not records:
+        raise RunError("not a readable UTF-8 CSV file: no header row", file=label)
+    header = [str(column).strip().lower() for column in records[0]]
+    header = [_OLD_NAMES.get(name, {}).get(column, column) for column in header]
+    for row_number, row in enumerate(records[1:], start=1):
+        if len(row) != len(header):
+            more_or_fewer = "more" if len(row) > len(header) else "fewer"
+            raise RunError(
+                f"row {row_number}: has {more_or_fewer} fields than the header "
+                f"({len(row)}, not {len(header)}); quote a value that holds a comma",
+                file=label,
+            )
+    duplicated = [column for i, column in enumerate(header) if column in header[:i]]
+    if duplicated:
+        raise RunError("duplicate column", file=label, column=duplicated[0])
+    frame = pd.DataFrame(records[1:], columns=header, dtype="str")
+    optional = _OPTIONAL | _OPTIONAL_BY_FILE.get(name, set())
     for column in columns:
         if column not in frame.columns:
-            if column in _OPTIONAL:
-                frame[column] = ""
+            if column in optional:
+                frame[column] = pd.Series([""] * len(frame), dtype="str")
             else:
                 raise RunError("required column missing", file=label, column=column)
     frame = frame[list(columns)].apply(normalize.text)
     for column in columns:
-        if column not in _OPTIONAL:
+        if column not in optional:
             _fail_on_first(frame[column].isna(), label, column, "missing value")
     return frame
 
@@ -131,7 +159,9 @@ def _products(frame: pd.DataFrame, label: str) -> frozenset[str]:
     return frozenset(ndcs.tolist())
 
 
-def _dated_strengths(frame: pd.DataFrame, label: str, start: str, end: str) -> pd.DataFrame:
+def _dated_strengths(
+    frame: pd.DataFrame, label: str, start: str = "start_date", end: str = "end_date"
+) -> pd.DataFrame:
     route = normalize.route(frame["route"])
     _fail_on_first(
         ~route.isin(["oral", "intrathecal"]), label, "route", "must be oral or intrathecal"

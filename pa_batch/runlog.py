@@ -27,8 +27,16 @@ JSON = "json"
 class RunLog:
     """Receives the run's progress events and renders them in one format."""
 
-    def __init__(self, fmt: str = TEXT, out: TextIO | None = None, err: TextIO | None = None):
+    def __init__(
+        self,
+        fmt: str = TEXT,
+        out: TextIO | None = None,
+        err: TextIO | None = None,
+        *,
+        run_id: str = "",
+    ):
         self.format = fmt
+        self.run_id = run_id  # on every JSON line, from the first
         self._out = out or sys.stdout
         self._err = err or sys.stderr
         # text progress is for someone watching a terminal; a captured log gets the outcome
@@ -57,15 +65,12 @@ class RunLog:
 
     # --- how the run ends --------------------------------------------------------------
 
-    def committed(
-        self, *, out: str, run_id: str, rows_read: int, outcomes: dict, reject_rate: float
-    ) -> None:
+    def committed(self, *, out: str, rows_read: int, outcomes: dict, reject_rate: float) -> None:
         if self.format == JSON:
             self._json(
                 "run_committed",
                 {
                     "out": out,
-                    "run_id": run_id,
                     "rows_read": rows_read,
                     **{name: int(outcomes[name]) for name in OUTCOMES},
                     "reject_rate": round(reject_rate, 6),
@@ -84,6 +89,14 @@ class RunLog:
             f"reject rate {reject_rate:.2%} exceeds --max-reject-rate {limit:.2%}",
             level="error",
         )
+
+    def warning(self, message: str, *, file: str | None = None) -> None:
+        if self.format == JSON:
+            self._json("run_warning", {"warning": message, "file": file}, "warning")
+        else:
+            where = RunError(_one_line(message), file=file)
+            self._err.write(f"pa-batch: warning: {where}\n")
+            self._err.flush()
 
     def failed(self, message: str, *, file: str | None = None, column: str | None = None) -> None:
         if self.format == JSON:
@@ -108,7 +121,7 @@ class RunLog:
 
     def _json(self, event: str, fields: dict, level: str = "info") -> None:
         stamp = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        line = {"ts": stamp, "level": level, "event": event, **fields}
+        line = {"ts": stamp, "level": level, "event": event, "run_id": self.run_id, **fields}
         self._out.write(json.dumps(line, ensure_ascii=False) + "\n")
         self._out.flush()
 

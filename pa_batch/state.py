@@ -85,5 +85,5 @@ class RunCounts:
     reasons: Counter[str] = field(default_factory=Counter)
     advisories: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
-    rejected_records_by_code: Counter[str] = field(default_factory=Counter)
+    rejected_by_powder_line: Counter[str] = field(default_factory=Counter)
     rows_read: int = 0

@@ -14,6 +14,8 @@ from pa_batch.rules import ADVISORIES, CRITERIA
 from pa_batch.schemas.claim_extract import REJECT_CODES
 from pa_batch.state import RunCounts
 
+POWDER_LINE_KINDS = ("yes", "no", "unknown")
+
 
 @dataclass
 class InputRecord:
@@ -21,6 +23,8 @@ class InputRecord:
     format: str
     sha256: str
     rows: int = 0
+    # header names the contract does not know, so a misspelt column is visible
+    ignored_columns: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -33,6 +37,7 @@ class RunReport:
     started_at: str = ""
     run_id: str = ""
     seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)  # after the commit; the run stands
 
     @property
     def reject_rate(self) -> float:
@@ -54,11 +59,21 @@ def summary_json(report: RunReport) -> dict:
         "reasons": {c.code: counts.reasons[c.code] for c in CRITERIA},
         "advisories": {a.code: counts.advisories[a.code] for a in ADVISORIES},
         "errors": {code: counts.errors[code] for code in REJECT_CODES},
+        # rejected records split by scope: how many policy lines failed validation
+        "rejected_by_powder_line": {
+            kind: counts.rejected_by_powder_line[kind] for kind in POWDER_LINE_KINDS
+        },
         "reject_rate": round(report.reject_rate, 6),
         "max_reject_rate": report.options.get("max_reject_rate"),
         "over_reject_threshold": report.over_reject_threshold,
         "inputs": [
-            {"path": i.path, "format": i.format, "rows": i.rows, "sha256": i.sha256}
+            {
+                "path": i.path,
+                "format": i.format,
+                "rows": i.rows,
+                "sha256": i.sha256,
+                "ignored_columns": i.ignored_columns,
+            }
             for i in report.inputs
         ],
         "reference": [
@@ -107,6 +122,12 @@ def summary_markdown(report: RunReport) -> str:
         *[f"| {c.code} | {counts.reasons[c.code]:,} |" for c in CRITERIA],
         *[f"| {a.code} (advisory) | {counts.advisories[a.code]:,} |" for a in ADVISORIES],
         "",
+        "Rejected records by whether they were baclofen powder lines: "
+        + ", ".join(
+            f"{kind} {counts.rejected_by_powder_line[kind]:,}" for kind in POWDER_LINE_KINDS
+        )
+        + " (unknown: the NDC was unreadable, or the record malformed).",
+        "",
         "## Reject errors (a rejected record may carry several)",
         "",
         "| error | errors |",
@@ -119,6 +140,7 @@ def summary_markdown(report: RunReport) -> str:
         "|---|---|---:|---|",
         *[f"| `{i.path}` | {i.format} | {i.rows:,} | `{i.sha256}` |" for i in report.inputs],
         "",
+        *_ignored_columns_lines(report.inputs),
         "## Reference data",
         "",
         "| file | source | rows | SHA-256 |",
@@ -127,3 +149,19 @@ def summary_markdown(report: RunReport) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _ignored_columns_lines(inputs: list[InputRecord]) -> list[str]:
+    """Columns of the inputs that the contract does not know: a misspelt name shows here."""
+    ignored = [i for i in inputs if i.ignored_columns]
+    if not ignored:
+        return ["No columns ignored: every header name is a contract column.", ""]
+    return [
+        "Columns ignored (not in the contract; a misspelt contract column would show here):",
+        "",
+        *[
+            f"- `{i.path}`: " + ", ".join(f"`{name}`" for name in i.ignored_columns)
+            for i in ignored
+        ],
+        "",
+    ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pandera.pandas as pa
+from pandera.config import ValidationDepth, config_context
 from pandera.errors import SchemaErrors
 
 from pa_batch.schemas.claim_extract import (
@@ -30,7 +31,15 @@ def contract_failures(schema: pa.DataFrameSchema, frame: pd.DataFrame) -> pd.Dat
     if frame.empty:
         return contract_failures_empty()
     try:
-        schema.validate(frame, lazy=True)
+        # the reject logic is the product, not an optional check: pandera's environment
+        # switches (PANDERA_VALIDATION_ENABLED, PANDERA_VALIDATION_DEPTH) must not turn it off
+        with config_context(
+            validation_enabled=True,
+            validation_depth=ValidationDepth.SCHEMA_AND_DATA,
+            cache_dataframe=False,
+            keep_cached_dataframe=False,
+        ):
+            schema.validate(frame, lazy=True)
     except SchemaErrors as errors:
         cases = errors.failure_cases
     else:

@@ -38,6 +38,10 @@ CONTROL_DIR = ".pa-batch"
 FILE_MODE = 0o640  # never world-readable: these files hold PHI
 DIR_MODE = 0o750
 _SPREADSHEET_TRIGGER = r"^[=+\-@\t\r\n]"
+# a plain number (-30, -0.5, +1e3) is no formula: it keeps its sign
+_PLAIN_NUMBER = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"
+# Parquet row groups have a fixed size, so the bytes written never depend on --batch-rows
+PARQUET_ROW_GROUP_ROWS = 1 << 17
 _TEMPORARY_LINK_SUFFIX = ".pa-batch-tmp"
 
 
@@ -59,11 +63,15 @@ def to_arrow(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
 
 
 def neutralize_for_spreadsheets(table: pa.Table) -> pa.Table:
-    """OWASP CSV-injection defence: a text cell starting with = + - @ tab CR LF gets a ' prefix."""
+    """OWASP CSV-injection defence: a text cell starting with = + - @ tab CR LF gets a ' prefix,
+    unless it is a plain number, which a spreadsheet reads as that number."""
     columns = []
     for column in table.columns:
         if pa.types.is_string(column.type):
-            risky = pc.match_substring_regex(column, _SPREADSHEET_TRIGGER)
+            risky = pc.and_not(
+                pc.match_substring_regex(column, _SPREADSHEET_TRIGGER),
+                pc.match_substring_regex(column, _PLAIN_NUMBER),
+            )
             column = pc.if_else(
                 pc.fill_null(risky, False), pc.binary_join_element_wise("'", column, ""), column
             )
@@ -79,6 +87,8 @@ class TableWriter:
         self.schema = schema
         self.format = fmt
         self.rows = 0
+        self._pending: list[pa.Table] = []  # Parquet rows not yet making a whole row group
+        self._pending_rows = 0
         if fmt == PARQUET:
             self._writer = pq.ParquetWriter(path, schema, compression="zstd")
         else:
@@ -90,32 +100,60 @@ class TableWriter:
         if frame.empty:
             return
         table = to_arrow(frame, self.schema)
-        if self.format == CSV:
-            table = neutralize_for_spreadsheets(table)
-        self._writer.write_table(table)
         self.rows += table.num_rows
+        if self.format == CSV:
+            self._writer.write_table(neutralize_for_spreadsheets(table))
+            return
+        self._pending.append(table)
+        self._pending_rows += table.num_rows
+        if self._pending_rows >= PARQUET_ROW_GROUP_ROWS:
+            self._flush_row_groups(final=False)
 
     def close(self) -> None:
+        if self.format == PARQUET:
+            self._flush_row_groups(final=True)
         self._writer.close()
+
+    def _flush_row_groups(self, *, final: bool) -> None:
+        """Write every whole row group pending (and, at the end, the rest)."""
+        pending = pa.concat_tables(self._pending) if self._pending else self.schema.empty_table()
+        whole = pending.num_rows - pending.num_rows % PARQUET_ROW_GROUP_ROWS
+        upto = pending.num_rows if final else whole
+        for start in range(0, upto, PARQUET_ROW_GROUP_ROWS):
+            group = pending.slice(start, min(PARQUET_ROW_GROUP_ROWS, upto - start))
+            self._writer.write_table(group.combine_chunks(), row_group_size=PARQUET_ROW_GROUP_ROWS)
+        rest = pending.slice(upto)
+        self._pending = [rest] if rest.num_rows else []
+        self._pending_rows = rest.num_rows
 
 
 class OutputDirectory:
     """One run's outputs in DIR: a lock, a staging directory, and the atomic commit."""
 
-    def __init__(self, out_dir: Path):
+    def __init__(self, out_dir: Path, run_id: str | None = None):
         self.out_dir = out_dir
         self.control = out_dir / CONTROL_DIR
-        self.run_id = uuid.uuid4().hex[:16]
+        self.run_id = run_id or new_run_id()
         self.staging = self.control / f"staging-{self.run_id}"
+        self.warnings: list[str] = []  # cleanup problems after the commit: the run stands
         self._lock_file: int | None = None
 
-    def open(self) -> OutputDirectory:
+    def open(self, names: list[str]) -> OutputDirectory:
+        """Lock DIR for this run and stage it; ``names`` are the files it will publish.
+
+        A file under one of those names that this tool did not write fails the run before
+        anything is created: a run never replaces what it did not write.
+        """
+        if self.out_dir.is_symlink() and not self.out_dir.exists():
+            raise RunError("output path is a broken symbolic link", file=str(self.out_dir))
+        self.refuse_foreign_files(names)
         try:
-            self.control.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
+            make_directories(self.control)
             self._lock_file = os.open(self.control / "lock", os.O_RDWR | os.O_CREAT, FILE_MODE)
         except OSError as error:
+            where = self.control if self.out_dir.is_dir() else self.out_dir
             raise RunError(
-                f"output directory is not writable ({error.strerror})", file=str(self.out_dir)
+                f"output directory is not writable ({error.strerror})", file=str(where)
             ) from None
         try:
             fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -125,9 +163,35 @@ class OutputDirectory:
             raise RunError(
                 "another pa-batch run is writing to this output directory", file=str(self.out_dir)
             ) from None
-        self._remove_leftovers()
-        self.staging.mkdir(mode=DIR_MODE)
+        if (self.control / "runs" / self.run_id).exists():
+            self.close()
+            raise RunError(
+                "a run with this id is already in the output directory; give a new --run-id",
+                file=str(self.out_dir),
+            )
+        try:
+            self._remove_leftovers()
+            self.staging.mkdir(mode=DIR_MODE)
+        except OSError as error:
+            self.close()
+            raise RunError(
+                f"output directory is not writable ({error.strerror})", file=str(self.control)
+            ) from None
         return self
+
+    def refuse_foreign_files(self, names: list[str]) -> None:
+        """Fail, naming it, if a name to publish is taken by something this tool did not write."""
+        for name in names:
+            path = self.out_dir / name
+            if not (path.exists() or path.is_symlink()):
+                continue
+            ours = path.is_symlink() and Path(os.readlink(path)) == _published_target(name)
+            if not ours:
+                raise RunError(
+                    "a file pa-batch did not write is in the way of an output; move it or "
+                    "choose another --out",
+                    file=str(path),
+                )
 
     def path(self, name: str) -> Path:
         return self.staging / name
@@ -143,6 +207,7 @@ class OutputDirectory:
 
         ``names`` are published in order; the commit marker (summary.json) goes last.
         """
+        self.refuse_foreign_files(names)
         for name in names:
             staged = self.path(name)
             os.chmod(staged, FILE_MODE)
@@ -155,16 +220,24 @@ class OutputDirectory:
         # dangles until the swap below and every name changes at that one instant.
         for name in names:
             link = self.out_dir / name
-            target = Path(CONTROL_DIR) / "current" / name
+            target = _published_target(name)
             if not (link.is_symlink() and Path(os.readlink(link)) == target):
                 _atomic_symlink(target, link)
         _fsync(self.out_dir)
         previous = self._current_target()
         _atomic_symlink(Path("runs") / self.run_id, self.control / "current")
-        _fsync(self.control)
-        self._unlink_stale_names(names)
-        if previous is not None and previous.name != self.run_id:
-            shutil.rmtree(self.control / "runs" / previous.name, ignore_errors=True)
+        # Committed: the directory serves the new run from here on. What follows is tidying;
+        # a failure of it is a warning (the next run tidies again), never "nothing committed".
+        try:
+            _fsync(self.control)
+            self._unlink_stale_names(names)
+            if previous is not None and previous.name != self.run_id:
+                shutil.rmtree(self.control / "runs" / previous.name)
+        except OSError as error:
+            self.warnings.append(
+                f"committed; tidying the output directory failed ({error.strerror or 'I/O error'})"
+                "; the next run tidies it"
+            )
 
     def abort(self) -> None:
         shutil.rmtree(self.staging, ignore_errors=True)
@@ -202,6 +275,27 @@ class OutputDirectory:
                 continue
             if Path(os.readlink(link)).parent == prefix and not link.exists():
                 link.unlink()
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+def make_directories(path: Path) -> None:
+    """``mkdir -p`` where every directory created gets DIR_MODE, parents included."""
+    missing = []
+    while not path.exists():
+        missing.append(path)
+        if path.parent == path:
+            break
+        path = path.parent
+    for directory in reversed(missing):
+        directory.mkdir(mode=DIR_MODE)
+        os.chmod(directory, DIR_MODE)  # the umask must not widen or narrow it
+
+
+def _published_target(name: str) -> Path:
+    return Path(CONTROL_DIR) / "current" / name
 
 
 def _atomic_symlink(target: Path, link: Path) -> None:

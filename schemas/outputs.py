@@ -19,6 +19,7 @@ RESULTS_SCHEMA: Final = pa.schema(
         ("ndc", _text),
         ("drug_name", _text),
         ("route", _text),
+        ("route_given", _text),
         ("strength", _text),
         ("strength_unit", _text),
         ("normalized_strength", pa.float64()),
@@ -56,5 +57,6 @@ REJECTS_SCHEMA: Final = pa.schema(
         ("error_code", _text),
         ("message", _text),
         ("value", _text),
+        ("powder_line", _text),
     ]
 )

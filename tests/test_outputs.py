@@ -111,7 +111,7 @@ def test_second_run_into_a_busy_directory_fails_fast(run_cli, write_csv, tmp_pat
     from pa_batch.writers import OutputDirectory
 
     out = tmp_path / "out"
-    holder = OutputDirectory(out).open()  # another run in progress holds the lock
+    holder = OutputDirectory(out).open([])  # another run in progress holds the lock
     try:
         run = run_cli(write_csv([LINE]), out=out)
     finally:
