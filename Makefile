@@ -1,36 +1,50 @@
 # Two commands on a fresh machine: `make run` and `make test`. Each creates or refreshes
-# .venv and installs what it needs; the package is installed non-editable, as users get it.
+# .venv and installs what it needs, at the versions in constraints.txt; the package is
+# installed non-editable, as users get it. `make run` installs only what a run needs.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip install --quiet --constraint constraints.txt
 SOURCES := $(shell find pa_batch schemas -name '*.py' -o -name '*.csv') pyproject.toml
 OUT ?= out/sample
 
-.PHONY: run test lint bench sample-data clean
+.PHONY: run test lint bench sample-data docs constraints clean
 
 run: $(VENV)/.installed
 	$(BIN)/pa-batch run sample_data/claims.csv --out $(OUT) --reference-dir sample_data/reference
 	@echo "outputs: $(OUT)/results.parquet $(OUT)/rejects.parquet $(OUT)/summary.json $(OUT)/summary.md"
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed $(VENV)/.test-deps
 	$(BIN)/pytest
 
-lint: $(VENV)/.installed
+lint: $(VENV)/.installed $(VENV)/.test-deps
 	$(BIN)/ruff check pa_batch schemas tests bench sample_data
 	$(BIN)/ruff format --check pa_batch schemas tests bench sample_data
 
-bench: $(VENV)/.installed
+bench: $(VENV)/.installed $(VENV)/.test-deps
 	$(BIN)/python bench/bench_run.py
 
 sample-data: $(VENV)/.installed
 	$(BIN)/python sample_data/make_sample.py
 
+# the README's generated tables and docs/contract.md, from the code's registries
+docs: $(VENV)/.installed
+	$(BIN)/python -m pa_batch.docs --write
+
+constraints: $(VENV)/.installed $(VENV)/.test-deps
+	{ sed -n '/^#/p' constraints.txt; $(BIN)/python -m pip freeze --exclude pa-batch; } > constraints.new
+	mv constraints.new constraints.txt
+
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip setuptools
 
-$(VENV)/.deps: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet ".[test]"
+$(VENV)/.deps: pyproject.toml constraints.txt | $(BIN)/python
+	$(PIP) .
+	touch $@
+
+$(VENV)/.test-deps: pyproject.toml constraints.txt | $(BIN)/python
+	$(PIP) ".[test]"
 	touch $@
 
 $(VENV)/.installed: $(VENV)/.deps $(SOURCES)

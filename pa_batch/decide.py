@@ -1,4 +1,5 @@
-"""The decision (SPEC §5), assembled in one place from the criteria and advisories registry.
+"""The decision (docs/contract.md §4), assembled in one place from the criteria and
+advisories registry.
 
 Investigational if any investigational reason; else denied if any reason; else approved.
 Reason and advisory codes are joined by ``|`` in registry order.

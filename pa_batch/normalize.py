@@ -1,4 +1,4 @@
-"""Normalization of SPEC §2–3: raw text cells in, typed values out, invalid values as NA.
+"""Normalization (docs/contract.md §2): raw text cells in, typed values out, invalid values as NA.
 
 Every function takes a pandas ``str`` Series (trimmed; missing already NA) and is
 vectorized. Columns that repeat (routes, units, dates, NDCs, diagnosis lists) are evaluated
@@ -56,7 +56,7 @@ STRENGTH_DECIMALS: Final = 6
 DIAGNOSIS_SEPARATORS: Final = r"[,;|\s]+"
 DIAGNOSIS_CODE_PATTERN: Final = r"[A-Z][0-9][0-9A-Z]{1,5}"
 
-_NDC_SEGMENTS: Final = {(5, 4, 2), (4, 4, 2), (5, 3, 2), (5, 4, 1)}
+NDC_SEGMENTS: Final = {(5, 4, 2), (4, 4, 2), (5, 3, 2), (5, 4, 1)}
 _NDC_PADDED_WIDTHS: Final = (5, 4, 2)
 
 
@@ -76,7 +76,7 @@ def on_distinct(values: pd.Series, evaluate: Callable[[pd.Series], pd.Series]) -
 
 
 def text(values: pd.Series) -> pd.Series:
-    """Trimmed text; a value that is empty after trimming is missing (SPEC §2)."""
+    """Trimmed text; a value that is empty after trimming is missing (contract §2)."""
     trimmed = values.astype("str").str.strip()
     return trimmed.where(trimmed != "")
 
@@ -127,7 +127,7 @@ def ndc(values: pd.Series) -> pd.Series:
         segments = distinct.str.extract(r"^([0-9]+)-([0-9]+)-([0-9]+)$")
         widths = segments.apply(lambda column: column.str.len())
         shape_ok = pd.Series(False, index=distinct.index)
-        for shape in _NDC_SEGMENTS:
+        for shape in NDC_SEGMENTS:
             shape_ok |= (widths[0] == shape[0]) & (widths[1] == shape[1]) & (widths[2] == shape[2])
         padded = (
             segments[0].str.zfill(_NDC_PADDED_WIDTHS[0])
@@ -177,7 +177,7 @@ _UNIT_FACTOR: Final = {unit: factor for unit, (_, factor) in STRENGTH_UNITS.item
 
 
 def normalized_strength(amount: pd.Series, factor: pd.Series) -> pd.Series:
-    """Strength in mg or mg/mL, rounded to 6 decimals before any comparison (SPEC §3)."""
+    """Strength in mg or mg/mL, rounded to 6 decimals before any comparison (contract §2)."""
     return (amount * factor).round(STRENGTH_DECIMALS)
 
 

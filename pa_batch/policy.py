@@ -1,4 +1,4 @@
-"""The policy's identity and its numeric limits (SPEC §1), in one place."""
+"""The policy's identity and its numeric limits (docs/contract.md §1), in one place."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Readers: claim extract files in, batches of trimmed text records out (SPEC §2).
+"""Readers: claim extract files in, batches of trimmed text records out (docs/contract.md §2).
 
 CSV (``.csv``, ``.csv.gz``) and Parquet (``.parquet``) arrive as the same thing: every
 known column as ``str`` (typed Parquet dates become ``YYYY-MM-DD``, numbers their decimal

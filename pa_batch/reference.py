@@ -1,4 +1,5 @@
-"""Reference data of SPEC §6: shipped defaults, each replaceable by a CSV in --reference-dir.
+"""Reference data (docs/contract.md §5): shipped defaults, each replaceable by a CSV in
+--reference-dir.
 
 Each file is validated when loaded; the first problem fails the run (exit 1) with the file,
 the column and the data row number, never the cell's value.
@@ -36,6 +37,18 @@ _OLD_NAMES = {COMMERCIAL_STRENGTHS: {"available_from": "start_date", "available_
 _OPTIONAL = {"description", "end_date"}
 _OPTIONAL_BY_FILE = {COMMERCIAL_STRENGTHS: {"start_date"}}
 _PREFIX_PATTERN = r"[A-Z][0-9][0-9A-Z]{0,5}"
+
+
+def columns_of(name: str) -> tuple[str, ...]:
+    return _COLUMNS[name]
+
+
+def is_optional(name: str, column: str) -> bool:
+    return column in _OPTIONAL | _OPTIONAL_BY_FILE.get(name, set())
+
+
+def old_names_of(name: str) -> dict[str, str]:
+    return _OLD_NAMES.get(name, {})
 
 
 @dataclass(frozen=True)

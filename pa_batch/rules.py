@@ -1,4 +1,4 @@
-"""The policy's criteria (SPEC §5), one named unit per reason code, in reporting order.
+"""The policy's criteria (docs/contract.md §4), one named unit per reason code, in reporting order.
 
 Each unit carries its reason code, the decision it forces, the policy sentence it
 implements, and a pure vectorized function from line facts (``facts.py``) to a boolean mask:

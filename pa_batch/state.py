@@ -1,7 +1,7 @@
 """Run state: the only things that span batches.
 
 Batches are decided by pure functions; what one batch must know of the ones before it is
-kept here, explicitly: the (claim_id, line_number) keys already evaluated (SPEC §4
+kept here, explicitly: the (claim_id, line_number) keys already evaluated (contract §3
 DUPLICATE_KEY) and the running counts.
 """
 

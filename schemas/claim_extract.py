@@ -1,8 +1,8 @@
-"""The input contract (SPEC §2 and §4): columns, text dtypes and the record checks.
+"""The input contract (docs/contract.md §2 and §3): columns, text dtypes and the record checks.
 
 Every column arrives as trimmed text (``str``; empty means missing): codes and IDs are
 never numbers. Each check is named by the reject code it raises, so a pandera failure case
-maps straight to a reject row. Two stages, because SPEC §4 checks some fields only on
+maps straight to a reject row. Two stages, because the contract (§3) checks some fields only on
 baclofen powder lines:
 
 * ``RECORD_SCHEMA`` runs on every record;
@@ -11,6 +11,7 @@ baclofen powder lines:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Final
 
 import pandas as pd
@@ -36,20 +37,84 @@ CONTEXT_COLUMNS: Final = (
 )
 INPUT_COLUMNS: Final = REQUIRED_COLUMNS + POLICY_COLUMNS + CONTEXT_COLUMNS
 
-# Reject codes, each with the message written to the rejects file. Messages describe the
-# rule, never the value (the value has its own column in the rejects file).
-REJECT_CODES: Final[dict[str, str]] = {
-    "MALFORMED_RECORD": "record does not have as many fields as the header",
-    "MISSING_REQUIRED_VALUE": "required value is missing",
-    "INVALID_LINE_NUMBER": "line_number must be a whole number >= 1",
-    "INVALID_DATE": "not a real calendar date in YYYY-MM-DD or YYYYMMDD form",
-    "INVALID_NDC": "NDC must be 11 digits or hyphenated 5-4-2, 4-4-2, 5-3-2 or 5-4-1",
-    "INVALID_STRENGTH": "strength must be a finite number > 0",
-    "INVALID_STRENGTH_UNIT": "strength_unit is not a recognized unit",
-    "INVALID_DIAGNOSIS_CODE": "a diagnosis code is not of the ICD-10-CM form",
-    "BIRTH_AFTER_SERVICE": "member_birth_date is after service_date",
-    "DUPLICATE_KEY": "claim_id and line_number repeat an earlier baclofen powder line",
+# What each input column means and the forms it accepts (docs/contract.md is generated
+# from this table).
+COLUMN_MEANINGS: Final[dict[str, str]] = {
+    "claim_id": "claim identifier; text, never a number",
+    "line_number": "claim line: a whole number >= 1 (`3`, `3.0`, `03`)",
+    "member_id": "member identifier; text",
+    "service_date": "date of service: `YYYY-MM-DD` or `YYYYMMDD`, a real calendar date",
+    "ndc": "National Drug Code: 11 digits, or hyphenated 5-4-2, 4-4-2, 5-3-2, 5-4-1",
+    "member_birth_date": "same date forms as service_date",
+    "drug_name": "product description; decides scope with the NDC",
+    "route": "route of administration (synonyms below)",
+    "strength": "a number > 0",
+    "strength_unit": "a unit of the table below",
+    "diagnosis_codes": "ICD-10-CM codes, with or without the dot, separated by `,` `;` `|` "
+    "or spaces",
+    "quantity": "carried to results for context",
+    "days_supply": "carried to results for context",
+    "prescriber_npi": "carried to results for context",
+    "pharmacy_npi": "carried to results for context",
+    "prior_auth_number": "carried to results for context",
 }
+
+
+@dataclass(frozen=True)
+class RejectCode:
+    """A record-level error: its code, which records it is checked on, and its message.
+
+    Messages describe the rule, never the value (the value has its own column in the
+    rejects file).
+    """
+
+    code: str
+    checked_on: str
+    message: str
+
+
+EVERY_RECORD: Final = "every record"
+POWDER_LINES: Final = "baclofen powder lines that passed the record checks"
+
+REJECT_RULES: Final[tuple[RejectCode, ...]] = (
+    RejectCode(
+        "MALFORMED_RECORD",
+        "every CSV record",
+        "record does not have as many fields as the header",
+    ),
+    RejectCode(
+        "MISSING_REQUIRED_VALUE",
+        EVERY_RECORD,
+        "required value is missing",
+    ),
+    RejectCode(
+        "INVALID_LINE_NUMBER",
+        EVERY_RECORD,
+        "line_number must be a whole number >= 1",
+    ),
+    RejectCode(
+        "INVALID_DATE",
+        "every record (service_date); baclofen powder lines (member_birth_date)",
+        "not a real calendar date in YYYY-MM-DD or YYYYMMDD form",
+    ),
+    RejectCode(
+        "INVALID_NDC",
+        EVERY_RECORD,
+        "NDC must be 11 digits or hyphenated 5-4-2, 4-4-2, 5-3-2 or 5-4-1",
+    ),
+    RejectCode("INVALID_STRENGTH", POWDER_LINES, "strength must be a finite number > 0"),
+    RejectCode("INVALID_STRENGTH_UNIT", POWDER_LINES, "strength_unit is not a recognized unit"),
+    RejectCode(
+        "INVALID_DIAGNOSIS_CODE", POWDER_LINES, "a diagnosis code is not of the ICD-10-CM form"
+    ),
+    RejectCode("BIRTH_AFTER_SERVICE", POWDER_LINES, "member_birth_date is after service_date"),
+    RejectCode(
+        "DUPLICATE_KEY",
+        "valid baclofen powder lines, across every batch and file of the run",
+        "claim_id and line_number repeat an earlier baclofen powder line",
+    ),
+)
+REJECT_CODES: Final[dict[str, str]] = {rule.code: rule.message for rule in REJECT_RULES}
 # pandera's own check for a null in a non-nullable column
 PANDERA_NOT_NULLABLE: Final = "not_nullable"
 MISSING_REQUIRED_VALUE: Final = "MISSING_REQUIRED_VALUE"

@@ -1,5 +1,5 @@
-"""The output contract (SPEC §7): explicit Arrow schemas, so an all-null batch or an empty
-run writes the same column types as any other."""
+"""The output contract (docs/contract.md §6): explicit Arrow schemas, so an all-null batch or
+an empty run writes the same column types as any other."""
 
 from __future__ import annotations
 

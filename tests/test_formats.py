@@ -110,18 +110,29 @@ def test_two_runs_of_the_same_input_are_byte_identical(run_cli, tmp_path, fmt):
     assert digests[0] == digests[1]
 
 
-def test_batch_size_changes_memory_never_outcomes(run_cli, tmp_path):
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_batch_size_changes_memory_never_an_output_byte(run_cli, tmp_path, monkeypatch, fmt):
     """Batches of 25 and 100 records (cutting through malformed records and duplicate keys)
-    write the same bytes as one batch."""
+    write the same bytes as one batch, Parquet included: its row groups have a fixed size
+    (shrunk here to 7 rows so that every batch size cuts across row groups)."""
+    import pyarrow.parquet as pq
+
+    from pa_batch import writers
+
+    monkeypatch.setattr(writers, "PARQUET_ROW_GROUP_ROWS", 7)
     sample = SAMPLE_DATA / "claims.csv"
-    args = ["--reference-dir", SAMPLE_DATA / "reference", "--format", "csv"]
+    args = ["--reference-dir", SAMPLE_DATA / "reference", "--format", fmt]
     written = {}
     for rows in ("25", "100", "524288"):
         run = run_cli(sample, *args, "--batch-rows", rows, out=tmp_path / rows)
         assert run.exit_code == 0
-        written[rows] = [(run.out / f"{t}.csv").read_bytes() for t in ("results", "rejects")]
+        written[rows] = [(run.out / f"{t}.{fmt}").read_bytes() for t in ("results", "rejects")]
         assert run.summary["counts"]["rows_read"] == 294
     assert written["25"] == written["100"] == written["524288"]
+    if fmt == "parquet":
+        results = pq.ParquetFile(tmp_path / "25" / "results.parquet").metadata
+        assert results.num_row_groups == -(-results.num_rows // 7)
+        assert all(results.row_group(i).num_rows == 7 for i in range(results.num_row_groups - 1))
 
 
 GOLDEN = FIXTURES / "golden_sample_outcomes.csv"

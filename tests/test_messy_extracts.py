@@ -83,6 +83,8 @@ def _run(text: str, batch_rows: int, bom: bool) -> tuple[dict, pd.DataFrame, pd.
     with tempfile.TemporaryDirectory() as folder:
         extract = Path(folder) / "messy.csv"
         extract.write_bytes((b"\xef\xbb\xbf" if bom else b"") + text.encode("utf-8"))
+        # Through the CLI, any exception but RunError is "internal error": here it would
+        # propagate and fail the example, so no generated extract can reach one.
         report = run(RunOptions([extract], Path(folder) / "out", batch_rows=batch_rows))
         out = Path(folder) / "out"
         return (

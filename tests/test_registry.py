@@ -1,16 +1,18 @@
 """The registries are complete: every reason, advisory and reject code has fixture cases and
-documentation, and the README's reason-code table is the one generated from the registry."""
+documentation, and every generated table of the README and docs/contract.md is the one the
+registries generate today."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from helpers import FIXTURES
-from pa_batch.schemas.claim_extract import REJECT_CODES
 
-from pa_batch.docs import reason_code_table
+from pa_batch.docs import DOCUMENTS, GENERATORS, reason_code_table, render
 from pa_batch.rules import ADVISORIES, CRITERIA
+from pa_batch.schemas.claim_extract import REJECT_CODES
 
 SPEC_ORDER = [
     "INDICATION_NOT_COVERED", "TOPICAL_ROUTE", "ROUTE_NOT_COVERED", "DX_MISSING",
@@ -45,6 +47,36 @@ def test_every_reject_code_has_cases():
     assert set(REJECT_CODES) - covered == set()
 
 
+ROOT = Path(__file__).parent.parent
+
+
 def test_readme_reason_table_is_generated_from_the_registry():
-    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert reason_code_table() in readme
+
+
+@pytest.mark.parametrize("document", DOCUMENTS)
+def test_generated_tables_match_the_registries(document):
+    """`make docs` would change nothing: the docs say what the code does."""
+    text = (ROOT / document).read_text(encoding="utf-8")
+    assert render(text) == text
+
+
+def test_the_contract_document_carries_every_generated_table():
+    contract = (ROOT / "docs" / "contract.md").read_text(encoding="utf-8")
+    for name in GENERATORS:
+        assert f"<!-- BEGIN GENERATED: {name} -->" in contract, name
+
+
+def test_the_contract_lists_every_route_spelling_and_unit():
+    from pa_batch.normalize import ROUTE_SYNONYMS, STRENGTH_UNITS
+
+    contract = (ROOT / "docs" / "contract.md").read_text(encoding="utf-8")
+    for spelling in [*ROUTE_SYNONYMS, *STRENGTH_UNITS]:
+        assert f"`{spelling}`" in contract, spelling
+
+
+def test_docs_never_send_a_reader_outside_the_repository():
+    for document in ("README.md", "docs/contract.md"):
+        text = (ROOT / document).read_text(encoding="utf-8")
+        assert "SPEC.md" not in text and "../shared" not in text, document

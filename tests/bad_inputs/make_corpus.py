@@ -100,6 +100,25 @@ def main() -> None:
             fields("C4", member_birth_date="yesterday"),
         ]),
     )  # fmt: skip
+    # a header cell with a quoted line break (Excel's Alt+Enter) is one header record
+    text(
+        "header_cell_line_break.csv",
+        [f'{HEADER},"Reviewer\nnotes"', f"{line('C1')},", f"{line('C2')},"],
+    )
+    text(
+        "header_cell_trailing_break.csv",
+        [f'{HEADER},"Notes\n"', f"{line('C1')},", f"{line('C2')},"],
+    )
+    text("blank_line_before_header.csv", ["", HEADER, line("C1")])
+    (HERE / "header_only_no_newline.csv").write_text(HEADER)
+    (HERE / "claims_upper.CSV.GZ").write_bytes(
+        gzip.compress(f"{HEADER}\n{line('C1')}\n{line('C2')}\n".encode(), mtime=0)
+    )
+    text("whitespace_required_cell.csv", [HEADER, line("C1", member_id="   ")])
+    # pd.read_csv(...).to_parquet() stores an NDC as a number: its leading zeros are lost
+    numeric_ndc = text_columns([fields("C1"), fields("C2"), fields("C3"), fields("C4")])
+    numeric_ndc["ndc"] = pa.array([172572860, 12345678901, -5, 123456789012], pa.int64())
+    parquet("integer_ndc.parquet", numeric_ndc)
     typed = text_columns([fields("C1"), fields("C2"), fields("C3")])
     typed["line_number"] = pa.array([1, 2, None], pa.int64())
     typed["service_date"] = pa.array([19844, 19845, 19846], pa.date32())  # 2024-05-01...
@@ -129,6 +148,27 @@ def main() -> None:
     listed = text_columns([fields("C1")])
     listed["drug_name"] = pa.array([["BACLOFEN", "POWDER"]])
     parquet("unsupported_type.parquet", listed)
+    text("missing_policy_column.csv", [HEADER.replace(",route,", ",route_of_admin,"), line("C1")])
+    required_only = "claim_id,line_number,member_id,service_date,ndc"
+    text("only_required_columns.csv", [required_only, "C1,1,M1,2024-05-01,00000-0000-00"])
+    text("semicolon_header.csv", [HEADER.replace(",", ";"), line("C1").replace(",", ";")])
+    # no header row: the first record is taken as one; two of its cells are equal
+    text("no_header.csv", [line("C1", service_date="1980-01-02"), line("C2")])
+    # invalid UTF-8 in a Parquet string column (the bytes are stored as they came)
+    garbled = text_columns([fields("C1")])
+    raw = pa.array([b"BACLOFEN \xff POWDER"], pa.binary())
+    garbled["drug_name"] = pa.Array.from_buffers(pa.string(), 1, raw.buffers())
+    parquet("invalid_utf8.parquet", garbled)
+    (HERE / "user_out").mkdir(exist_ok=True)
+    (HERE / "user_out" / "results.parquet").write_text("the user's own file, not pa-batch's\n")
+    misspelt = HERE / "misspelt_reference"
+    misspelt.mkdir(exist_ok=True)
+    text("misspelt_reference/shortage.csv", ["route,strength,strength_unit,start_date,end_date",
+                                              "oral,10,mg,2024-03-01,2024-06-30"])  # fmt: skip
+    extra_field = HERE / "extra_field_reference"
+    extra_field.mkdir(exist_ok=True)
+    text("extra_field_reference/commercial_strengths.csv",
+         ["route,strength,strength_unit,start_date,end_date", "oral,10,mg,,,"])  # fmt: skip
     reference = HERE / "bad_reference"
     reference.mkdir(exist_ok=True)
     text("bad_reference/shortages.csv", ["route,strength,strength_unit,start_date,end_date",
