@@ -1,10 +1,10 @@
 """Decide one batch of records: pure functions from text records to outcomes.
 
-    records ──RECORD_SCHEMA──► rejects
+    records ──typed (each column parsed once)──RECORD_SCHEMA──► rejects
        │ passed
        ├── not baclofen powder ──► out of scope (counted)
        │ baclofen powder
-       ├──POWDER_LINE_SCHEMA──► rejects
+       ├──typed powder columns──POWDER_LINE_SCHEMA──► rejects
        │ valid
        ├── key seen before in the run (run state) ──► DUPLICATE_KEY reject
        ▼
@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from pa_batch import normalize
+from pa_batch import normalize, typed
 from pa_batch.decide import CODE_SEPARATOR, decide
 from pa_batch.errors import RunError
 from pa_batch.facts import line_facts
@@ -66,20 +66,22 @@ def process_batch(
 ) -> BatchOutcome:
     """Every record of ``batch`` to exactly one outcome."""
     records = batch.records
-    record_failures = contract_failures(RECORD_SCHEMA, records)
+    parsed = typed.record_columns(records)  # each record column parsed once, here
+    record_failures = contract_failures(
+        RECORD_SCHEMA, pd.concat([records, parsed.filter(like=typed.FLAG)], axis=1)
+    )
     passed = ~records.index.isin(record_failures["position"])
 
-    powder_line = powder_line_status(records, reference)
+    powder_line = powder_line_status(records["drug_name"], parsed["ndc"], reference)
     in_scope = passed & (powder_line == YES)
     lines = records.loc[in_scope]  # index: position in the batch
-    line_failures = contract_failures(POWDER_LINE_SCHEMA, lines)
-    lines = lines.loc[~lines.index.isin(line_failures["position"])]
+    powder = typed.powder_columns(lines, parsed.loc[in_scope, "service_date"])
+    line_failures = contract_failures(POWDER_LINE_SCHEMA, powder.values)
+    valid = ~lines.index.isin(line_failures["position"])
+    lines, powder = lines.loc[valid], powder.subset(valid)
 
-    keys = (
-        lines["claim_id"]
-        + KEY_SEPARATOR
-        + normalize.line_number(lines["line_number"]).astype("str")
-    )
+    line_number = parsed.loc[lines.index, "line_number"]
+    keys = lines["claim_id"] + KEY_SEPARATOR + line_number.astype("str")
     where = (
         source_file
         + " row "
@@ -97,11 +99,16 @@ def process_batch(
             ).to_numpy(),
         }
     )
-    lines = lines.loc[~repeated]
+    lines, powder = lines.loc[~repeated], powder.subset(~repeated)
 
-    facts = line_facts(lines, reference)
+    line_parsed = parsed.loc[lines.index]
+    facts = line_facts(
+        powder.values.assign(service_date=line_parsed["service_date"]),
+        powder.diagnosis_tokens,
+        reference,
+    )
     decisions = decide(facts)
-    results = _results(lines, facts, decisions, batch.source_rows, source_file)
+    results = _results(lines, line_parsed, facts, decisions, batch.source_rows, source_file)
     rejects = _rejects(
         batch, source_file, powder_line, [record_failures, line_failures, duplicates]
     )
@@ -130,13 +137,16 @@ def process_batch(
     return outcome
 
 
-def powder_line_status(records: pd.DataFrame, reference: ReferenceData) -> np.ndarray:
+def powder_line_status(
+    drug_name: pd.Series, ndc: pd.Series, reference: ReferenceData
+) -> np.ndarray:
     """Scope of every record: ``yes`` (a listed product NDC, or a drug name naming baclofen
     and powder or bulk), ``no``, or ``unknown`` when the NDC is unreadable, is not named
-    baclofen powder, and a product list exists that it might have been on."""
-    ndc = normalize.ndc(records["ndc"])
+    baclofen powder, and a product list exists that it might have been on.
+
+    ``ndc`` is the normalized NDC (NA where missing or invalid)."""
     listed = ndc.isin(reference.product_ndcs).to_numpy()
-    named = normalize.on_distinct(records["drug_name"], _names_baclofen_powder)
+    named = normalize.on_distinct(drug_name, _names_baclofen_powder)
     powder = listed | named.fillna(False).astype(bool).to_numpy()
     ndc_decides_nothing = not reference.product_ndcs
     knowable = ndc.notna().to_numpy() | ndc_decides_nothing
@@ -152,6 +162,7 @@ def _names_baclofen_powder(names: pd.Series) -> pd.Series:
 
 def _results(
     lines: pd.DataFrame,
+    parsed: pd.DataFrame,
     facts: pd.DataFrame,
     decisions: pd.DataFrame,
     source_rows: np.ndarray,
@@ -160,10 +171,10 @@ def _results(
     n = len(lines)
     columns = {
         "claim_id": lines["claim_id"],
-        "line_number": normalize.line_number(lines["line_number"]),
+        "line_number": parsed["line_number"],
         "member_id": lines["member_id"],
         "service_date": facts["service_date"],
-        "ndc": normalize.ndc(lines["ndc"]),
+        "ndc": parsed["ndc"],
         "drug_name": lines["drug_name"],
         "route": facts["route"],
         "route_given": lines["route"],

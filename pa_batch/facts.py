@@ -1,7 +1,8 @@
 """What the policy needs to know about each baclofen powder line.
 
-Turns validated text columns into typed facts, with reference data (commercial strengths,
-shortages, the spasticity value set) applied as of each line's service date. The rules in
+Turns the parsed columns of validated lines (``typed.py``) into facts, with reference data
+(commercial strengths, shortages, the spasticity value set) applied as of each line's
+service date. The rules in
 ``rules.py`` are plain boolean masks over these facts.
 """
 
@@ -22,13 +23,20 @@ _USABLE_KINDS = {
 }
 
 
-def line_facts(lines: pd.DataFrame, reference: ReferenceData) -> pd.DataFrame:
-    """Facts for validated baclofen powder lines (text columns of the input contract)."""
-    route = normalize.route(lines["route"])
-    unit = normalize.strength_unit(lines["strength_unit"])
-    amount = normalize.strength(lines["strength"])
-    service_date = normalize.dates(lines["service_date"])
-    birth_date = normalize.dates(lines["member_birth_date"])
+def line_facts(
+    parsed: pd.DataFrame, diagnosis_tokens: pd.DataFrame, reference: ReferenceData
+) -> pd.DataFrame:
+    """Facts for validated baclofen powder lines.
+
+    ``parsed`` holds their parsed columns (``service_date`` and the powder columns of
+    ``typed.py``); ``diagnosis_tokens`` their diagnosis codes, one row per token with ``row``
+    the line's position in ``parsed``.
+    """
+    route = parsed["route"]
+    unit = parsed[["unit_kind", "unit_factor"]].set_axis(["kind", "factor"], axis=1)
+    amount = parsed["amount"]
+    service_date = parsed["service_date"]
+    birth_date = parsed["birth_date"]
 
     strength_given = amount.notna() & unit["kind"].notna()
     unit_fits_route = _usable_kind(route, unit["kind"])
@@ -48,9 +56,9 @@ def line_facts(lines: pd.DataFrame, reference: ReferenceData) -> pd.DataFrame:
             "unit_fits_route": unit_fits_route,
             "usable_strength": usable,
         },
-        index=lines.index,
+        index=parsed.index,
     )
-    facts = facts.join(_diagnosis_facts(lines["diagnosis_codes"], reference))
+    facts = facts.join(_diagnosis_facts(diagnosis_tokens, len(parsed), parsed.index, reference))
     keys = facts.loc[usable, ["route", "strength_kind", "strength", "service_date"]]
     facts["commercial_strength_row"] = _active_row(keys, reference.commercial_strengths).reindex(
         facts.index
@@ -66,18 +74,19 @@ def _usable_kind(route: pd.Series, kind: pd.Series) -> pd.Series:
     return usable.astype(bool)
 
 
-def _diagnosis_facts(diagnosis_codes: pd.Series, reference: ReferenceData) -> pd.DataFrame:
+def _diagnosis_facts(
+    tokens: pd.DataFrame, lines: int, index: pd.Index, reference: ReferenceData
+) -> pd.DataFrame:
     """``has_diagnosis`` and ``spasticity_code`` (the first code in the value set, or NA)."""
-    tokens = normalize.diagnosis_tokens(diagnosis_codes)
     in_value_set = tokens["code"].str.startswith(reference.spasticity_prefixes)
     first_match = tokens[in_value_set].drop_duplicates("row")
-    has_diagnosis = np.zeros(len(diagnosis_codes), dtype=bool)
+    has_diagnosis = np.zeros(lines, dtype=bool)
     has_diagnosis[tokens["row"].to_numpy()] = True
-    spasticity_code = pd.Series(pd.NA, index=range(len(diagnosis_codes)), dtype="str")
+    spasticity_code = pd.Series(pd.NA, index=range(lines), dtype="str")
     spasticity_code.iloc[first_match["row"].to_numpy()] = first_match["code"].to_numpy()
     return pd.DataFrame(
         {"has_diagnosis": has_diagnosis, "spasticity_code": spasticity_code.to_numpy()},
-        index=diagnosis_codes.index,
+        index=index,
     )
 
 

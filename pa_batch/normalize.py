@@ -13,6 +13,8 @@ from typing import Final
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 ROUTE_SYNONYMS: Final[dict[str, str]] = {
     **dict.fromkeys(["oral", "orally", "po", "p.o.", "per os", "by mouth", "26643006"], "oral"),
@@ -120,23 +122,34 @@ def ndc(values: pd.Series) -> pd.Series:
     """NDC as 11 digits: 11 digits as given, or hyphenated 5-4-2, 4-4-2, 5-3-2, 5-4-1 padded.
 
     An unhyphenated 10-digit NDC is ambiguous (which segment is short?) and so invalid.
+    NDCs are nearly all distinct, so this runs on every value at once in Arrow's compute
+    kernels (RE2 regexes, no Python per value).
     """
-
-    def parse(distinct: pd.Series) -> pd.Series:
-        eleven = distinct.where(distinct.str.fullmatch(r"[0-9]{11}"))
-        segments = distinct.str.extract(r"^([0-9]+)-([0-9]+)-([0-9]+)$")
-        widths = segments.apply(lambda column: column.str.len())
-        shape_ok = pd.Series(False, index=distinct.index)
-        for shape in NDC_SEGMENTS:
-            shape_ok |= (widths[0] == shape[0]) & (widths[1] == shape[1]) & (widths[2] == shape[2])
-        padded = (
-            segments[0].str.zfill(_NDC_PADDED_WIDTHS[0])
-            + segments[1].str.zfill(_NDC_PADDED_WIDTHS[1])
-            + segments[2].str.zfill(_NDC_PADDED_WIDTHS[2])
+    text = pa.array(values, type=pa.string(), from_pandas=True)
+    eleven = pc.match_substring_regex(text, r"^[0-9]{11}$")
+    parts = pc.extract_regex(text, r"^(?P<a>[0-9]{4,5})-(?P<b>[0-9]{3,4})-(?P<c>[0-9]{1,2})$")
+    segments = [pc.struct_field(parts, name) for name in ("a", "b", "c")]
+    widths = [pc.utf8_length(segment) for segment in segments]
+    shape_ok = pa.scalar(False)
+    for shape in NDC_SEGMENTS:
+        same = pc.and_(
+            pc.and_(pc.equal(widths[0], shape[0]), pc.equal(widths[1], shape[1])),
+            pc.equal(widths[2], shape[2]),
         )
-        return eleven.fillna(padded.where(shape_ok))
-
-    return on_distinct(values, parse).astype("str")
+        shape_ok = pc.or_(shape_ok, same)
+    padded = pc.binary_join_element_wise(
+        *[
+            pc.utf8_lpad(segment, width, "0")
+            for segment, width in zip(segments, _NDC_PADDED_WIDTHS, strict=True)
+        ],
+        "",
+    )
+    normalized = pc.if_else(
+        pc.fill_null(eleven, False),
+        text,
+        pc.if_else(pc.fill_null(shape_ok, False), padded, pa.scalar(None, pa.string())),
+    )
+    return pd.Series(normalized, index=values.index, dtype="str")
 
 
 def route(values: pd.Series) -> pd.Series:

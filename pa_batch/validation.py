@@ -12,11 +12,12 @@ from pandera.config import ValidationDepth, config_context
 from pandera.errors import SchemaErrors
 
 from pa_batch.schemas.claim_extract import (
-    CROSS_COLUMN_CHECKS,
+    INPUT_COLUMNS,
     MISSING_REQUIRED_VALUE,
     PANDERA_NOT_NULLABLE,
     REJECT_CODES,
 )
+from pa_batch.typed import flagged_column
 
 FAILURE_COLUMNS = ["position", "column", "error_code"]
 
@@ -25,8 +26,9 @@ def contract_failures(schema: pa.DataFrameSchema, frame: pd.DataFrame) -> pd.Dat
     """One row per failed check: ``position`` (the row's index label), column, error code.
 
     Batches carry their row position as the index label, so a subset of a batch reports
-    positions in the whole batch. Rows come back ordered by position, then by column and
-    check order.
+    positions in the whole batch. A failed flag column (``ndc__invalid``) is reported against
+    its input column. Rows come back ordered by position, then by input column and check
+    order.
     """
     if frame.empty:
         return contract_failures_empty()
@@ -49,10 +51,7 @@ def contract_failures(schema: pa.DataFrameSchema, frame: pd.DataFrame) -> pd.Dat
     if unexpected.any():
         # a dtype or column failure means the reader broke the contract: a bug, not bad data
         raise RuntimeError(f"schema '{schema.name}' failed a structural check")
-    column = cases["column"].astype("str")
-    column = column.where(
-        cases["schema_context"] != "DataFrameSchema", code.map(CROSS_COLUMN_CHECKS)
-    )
+    column = cases["column"].astype("str").map(flagged_column)
     failures = pd.DataFrame(
         {
             "position": cases["index"].astype("int64").to_numpy(),
@@ -61,7 +60,7 @@ def contract_failures(schema: pa.DataFrameSchema, frame: pd.DataFrame) -> pd.Dat
             "_order": range(len(cases)),
         }
     )
-    column_order = {name: i for i, name in enumerate(frame.columns)}
+    column_order = {name: i for i, name in enumerate(INPUT_COLUMNS)}
     failures["_column_order"] = failures["column"].map(column_order)
     failures = failures.sort_values(["position", "_column_order", "_order"], kind="stable")
     return failures[FAILURE_COLUMNS].drop_duplicates().reset_index(drop=True)

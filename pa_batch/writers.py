@@ -54,9 +54,8 @@ def to_arrow(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
             days = values.to_numpy(dtype="datetime64[s]").astype("datetime64[D]")
             arrays.append(pa.array(days, type=pa.date32(), mask=values.isna().to_numpy()))
         elif pa.types.is_string(column.type):
-            arrays.append(
-                pa.array(values.to_numpy(dtype=object), type=pa.string(), from_pandas=True)
-            )
+            # an Arrow-backed str column converts without a Python object per cell
+            arrays.append(pa.array(values, type=pa.string(), from_pandas=True))
         else:
             arrays.append(pa.array(values, type=column.type, from_pandas=True))
     return pa.Table.from_arrays(arrays, schema=schema)

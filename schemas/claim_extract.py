@@ -1,8 +1,10 @@
 """The input contract (docs/contract.md §2 and §3): columns, text dtypes and the record checks.
 
 Every column arrives as trimmed text (``str``; empty means missing): codes and IDs are
-never numbers. Each check is named by the reject code it raises, so a pandera failure case
-maps straight to a reject row. Two stages, because the contract (§3) checks some fields only on
+never numbers. Each column is parsed once per batch (``pa_batch/typed.py``), with a flag
+beside it where a present value did not parse; the checks here read those flags, so they
+are cheap. Each check is named by the reject code it raises, so a pandera failure case maps
+straight to a reject row. Two stages, because the contract (§3) checks some fields only on
 baclofen powder lines:
 
 * ``RECORD_SCHEMA`` runs on every record;
@@ -14,10 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-import pandas as pd
 import pandera.pandas as pa
 
-from pa_batch import normalize
+from pa_batch.typed import flag
 
 REQUIRED_COLUMNS: Final = ("claim_id", "line_number", "member_id", "service_date", "ndc")
 POLICY_COLUMNS: Final = (
@@ -120,73 +121,40 @@ PANDERA_NOT_NULLABLE: Final = "not_nullable"
 MISSING_REQUIRED_VALUE: Final = "MISSING_REQUIRED_VALUE"
 
 
-def _valid_where_present(parse):
-    """A check passing missing cells (their absence is a separate matter) and parsable ones."""
-
-    def check(values: pd.Series) -> pd.Series:
-        return values.isna() | parse(values).notna()
-
-    return check
+def _passes(code: str) -> pa.Column:
+    """A parse-failed flag column (``typed.py``): the check ``code`` fails where it is True."""
+    return pa.Column(bool, checks=[pa.Check(lambda failed: ~failed, name=code)])
 
 
-def _recognized_unit(values: pd.Series) -> pd.Series:
-    return values.isna() | normalize.strength_unit(values)["kind"].notna()
+def _text(*, required: bool = False) -> pa.Column:
+    return pa.Column(str, nullable=not required)
 
 
-def _diagnosis_codes_valid(values: pd.Series) -> pd.Series:
-    tokens = normalize.diagnosis_tokens(values)
-    bad_rows = tokens.loc[~normalize.valid_diagnosis_code(tokens["code"]), "row"].unique()
-    valid = pd.Series(True, index=values.index)
-    valid.iloc[bad_rows] = False
-    return valid
-
-
-def _born_by_service_date(frame: pd.DataFrame) -> pd.Series:
-    birth = normalize.dates(frame["member_birth_date"])
-    service = normalize.dates(frame["service_date"])
-    return ~(birth > service).fillna(False).astype(bool)
-
-
-def _check(code: str, function) -> pa.Check:
-    return pa.Check(function, name=code)
-
-
-def _text(*checks: pa.Check, required: bool = False) -> pa.Column:
-    return pa.Column(str, nullable=not required, checks=list(checks))
-
-
+# Checked on every record: required values present (text columns, not nullable), and the
+# parse-failed flags of the columns every record is checked on.
 RECORD_SCHEMA: Final = pa.DataFrameSchema(
     {
-        "claim_id": _text(required=True),
-        "line_number": _text(
-            _check("INVALID_LINE_NUMBER", _valid_where_present(normalize.line_number)),
-            required=True,
-        ),
-        "member_id": _text(required=True),
-        "service_date": _text(
-            _check("INVALID_DATE", _valid_where_present(normalize.dates)), required=True
-        ),
-        "ndc": _text(_check("INVALID_NDC", _valid_where_present(normalize.ndc)), required=True),
+        **{column: _text(required=True) for column in REQUIRED_COLUMNS},
         **{column: _text() for column in POLICY_COLUMNS + CONTEXT_COLUMNS},
+        flag("line_number"): _passes("INVALID_LINE_NUMBER"),
+        flag("service_date"): _passes("INVALID_DATE"),
+        flag("ndc"): _passes("INVALID_NDC"),
     },
     name="claim extract record",
     strict=False,
     coerce=False,
 )
 
+# Checked on baclofen powder lines that passed the record checks.
 POWDER_LINE_SCHEMA: Final = pa.DataFrameSchema(
     {
-        "strength": _text(_check("INVALID_STRENGTH", _valid_where_present(normalize.strength))),
-        "strength_unit": _text(_check("INVALID_STRENGTH_UNIT", _recognized_unit)),
-        "diagnosis_codes": _text(_check("INVALID_DIAGNOSIS_CODE", _diagnosis_codes_valid)),
-        "member_birth_date": _text(_check("INVALID_DATE", _valid_where_present(normalize.dates))),
+        flag("member_birth_date"): _passes("INVALID_DATE"),
+        flag("member_birth_date", "after_service"): _passes("BIRTH_AFTER_SERVICE"),
+        flag("strength"): _passes("INVALID_STRENGTH"),
+        flag("strength_unit"): _passes("INVALID_STRENGTH_UNIT"),
+        flag("diagnosis_codes"): _passes("INVALID_DIAGNOSIS_CODE"),
     },
-    # cross-column: reported against member_birth_date (see CROSS_COLUMN_CHECKS)
-    checks=[_check("BIRTH_AFTER_SERVICE", _born_by_service_date)],
     name="baclofen powder line",
     strict=False,
     coerce=False,
 )
-
-# the column a dataframe-level check's rejects are reported against
-CROSS_COLUMN_CHECKS: Final = {"BIRTH_AFTER_SERVICE": "member_birth_date"}
