@@ -1,117 +1,124 @@
-"""Benchmark: `pa-batch run` wall time and peak memory on a generated Parquet extract.
+"""Benchmark: `pa-batch run` beside a DuckDB SQL pass of the same policy, on the same files.
 
-    python bench/bench_run.py [--lines 1000000] [--powder-share 0.1]
+    python bench/bench_run.py                 # 10M lines, both mixes, Parquet and CSV; 50M Parquet
+    python bench/bench_run.py --lines 200000 --no-large   # the CI smoke
 
-Generates bench/data/extract_<lines>.parquet once (10% baclofen powder lines by default,
-the rest other drugs), then times the installed console script on it.
+Extracts are generated once into bench/data (bench/extracts.py): every line baclofen powder,
+and a nightly mix of 1%. Each extract is run by the peer and by pa-batch alternately, each
+in its own process; wall time and that process's peak RSS (wait4) are recorded. The machine
+is shared and noisy, so the ratio of the two on the same file in the same run is what counts.
+The table is printed and written to bench/results.md and bench/results.json.
 """
 
 from __future__ import annotations
 
 import argparse
-import resource
+import json
+import os
+import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
-
 HERE = Path(__file__).parent
+MIXES = {"all": 1.0, "1pct": 0.01}
+LARGE_LINES = 50_000_000
 
 
-def generate(path: Path, lines: int, powder_share: float, seed: int = 7) -> None:
-    rng = np.random.default_rng(seed)
-    powder = rng.random(lines) < powder_share
-    day = rng.integers(0, 365, lines)
-    service = (np.datetime64("2024-01-01") + day).astype("datetime64[D]").astype(str)
-    birth_year = rng.integers(1940, 2022, lines)
-    birth = np.char.add(birth_year.astype(str), "-06-15")
-    names = np.where(
-        powder,
-        "BACLOFEN POWDER",
-        rng.choice(["ATORVASTATIN 20 MG TAB", "METFORMIN 500 MG TAB", "BACLOFEN 10 MG TAB"], lines),
-    )
-    routes = np.where(
-        powder,
-        rng.choice(
-            ["oral", "PO", "intrathecal", "topical", "rectal", ""],
-            lines,
-            p=[0.5, 0.2, 0.2, 0.04, 0.03, 0.03],
-        ),
-        "oral",
-    )
-    strengths = rng.choice(
-        ["5", "10", "15", "20", "25", "0.5", "1", "3", "abc"],
-        lines,
-        p=[0.3, 0.15, 0.15, 0.1, 0.05, 0.1, 0.1, 0.04, 0.01],
-    )
-    units = np.where(
-        np.isin(routes, ["intrathecal"]),
-        "mg/mL",
-        rng.choice(["mg", "mcg", "%"], lines, p=[0.9, 0.08, 0.02]),
-    )
-    dx = rng.choice(
-        ["G35", "R25.2", "G80.1;M54.50", "M62.838", "", "E11.9", "123"],
-        lines,
-        p=[0.4, 0.2, 0.1, 0.1, 0.1, 0.09, 0.01],
-    )
-    table = pa.table(
-        {
-            "claim_id": np.char.add("RX", np.arange(lines).astype(str)),
-            "line_number": rng.choice(["1", "2", "x"], lines, p=[0.8, 0.199, 0.001]),
-            "member_id": np.char.add("M", rng.integers(0, 10**7, lines).astype(str)),
-            "member_birth_date": birth,
-            "service_date": service,
-            "ndc": rng.choice(
-                ["00093-7155-98", "51927-1004-00", "12345678901", "1234567890"],
-                lines,
-                p=[0.4, 0.3, 0.299, 0.001],
-            ),
-            "drug_name": names,
-            "route": routes,
-            "strength": strengths,
-            "strength_unit": units,
-            "diagnosis_codes": dx,
-            "quantity": rng.choice(["30", "60", "90"], lines),
-            "days_supply": rng.choice(["30", "90"], lines),
-            "prescriber_npi": np.char.add("1", rng.integers(10**8, 10**9, lines).astype(str)),
-            "pharmacy_npi": np.char.add("1", rng.integers(10**8, 10**9, lines).astype(str)),
-        }
-    )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, path, compression="zstd", row_group_size=256_000)
+def measure(command: list[str]) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MiB) of one child process."""
+    started = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - started
+    stderr = process.stderr.read().decode(errors="replace") if process.stderr else ""
+    code = os.waitstatus_to_exitcode(status)
+    if code not in (0, 3):
+        raise SystemExit(f"{command[0]} failed ({code}): {stderr.strip()[-500:]}")
+    return seconds, usage.ru_maxrss / 1024
+
+
+def extract(data: Path, lines: int, mix: str, fmt: str) -> Path:
+    from extracts import generate
+
+    path = data / f"extract_{lines}_{mix}.{fmt}"
+    if not path.exists():
+        print(f"generating {path.name} ...", file=sys.stderr, flush=True)
+        generate(path, lines, MIXES[mix])
+    return path
+
+
+def pa_batch_command(path: Path, out: Path, extra: list[str]) -> list[str]:
+    script = Path(sys.executable).with_name("pa-batch")
+    return [str(script), "run", str(path), "--out", str(out),
+            "--reference-dir", str(HERE / "reference"), *extra]  # fmt: skip
+
+
+def peer_command(path: Path, out: Path) -> list[str]:
+    return [sys.executable, str(HERE / "duckdb_peer.py"), str(path), str(out)]
+
+
+def run_pair(path: Path, extra: list[str]) -> dict:
+    out = path.parent / "out"
+    peer_seconds, peer_rss = measure(peer_command(path, out / "peer"))
+    ours_seconds, ours_rss = measure(pa_batch_command(path, out / "pa_batch", extra))
+    return {
+        "file": path.name,
+        "pa_batch_s": round(ours_seconds, 2),
+        "duckdb_s": round(peer_seconds, 2),
+        "ratio": round(ours_seconds / peer_seconds, 2),
+        "pa_batch_rss_mib": round(ours_rss),
+        "duckdb_rss_mib": round(peer_rss),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--lines", type=int, default=1_000_000)
-    parser.add_argument("--powder-share", type=float, default=0.1)
+    parser.add_argument("--lines", type=int, default=10_000_000)
+    parser.add_argument("--no-large", action="store_true", help="skip the 50M-line runs")
+    parser.add_argument("--formats", default="parquet,csv")
+    parser.add_argument("--pa-batch-args", default="", help="extra arguments for pa-batch run")
+    parser.add_argument("--data", type=Path, default=HERE / "data", help="where extracts go")
+    parser.add_argument("--report", type=Path, default=HERE, help="where results.md goes")
     args = parser.parse_args()
-    extract = HERE / "data" / f"extract_{args.lines}.parquet"
-    if not extract.exists():
-        generate(extract, args.lines, args.powder_share)
-    out = HERE / "data" / "out"
-    command = [
-        str(Path(sys.executable).parent / "pa-batch"),
-        "run",
-        str(extract),
-        "--out",
-        str(out),
+    sys.path.insert(0, str(HERE))
+    extra = args.pa_batch_args.split()
+    rows = []
+    for mix in MIXES:
+        for fmt in args.formats.split(","):
+            rows.append(run_pair(extract(args.data, args.lines, mix, fmt), extra))
+            print(json.dumps(rows[-1]), flush=True)
+    if not args.no_large:
+        for mix in MIXES:
+            path = extract(args.data, LARGE_LINES, mix, "parquet")
+            seconds, rss = measure(pa_batch_command(path, args.data / "out" / "large", extra))
+            small = next(r for r in rows if r["file"] == f"extract_{args.lines}_{mix}.parquet")
+            rows.append({
+                "file": path.name, "pa_batch_s": round(seconds, 2), "duckdb_s": None,
+                "ratio": None, "pa_batch_rss_mib": round(rss), "duckdb_rss_mib": None,
+                "growth_vs_small": round(seconds / small["pa_batch_s"], 2),
+            })  # fmt: skip
+            print(json.dumps(rows[-1]), flush=True)
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    table = [
+        f"Machine: {machine}; other load: see `uptime` at the time of the run.",
+        "",
+        "| extract | pa-batch s | DuckDB s | ratio | pa-batch peak RSS MiB | DuckDB peak RSS MiB |",
+        "|---|---:|---:|---:|---:|---:|",
+        *[
+            f"| {r['file']} | {r['pa_batch_s']} | {r['duckdb_s'] or '—'} | "
+            f"{r['ratio'] or '—'}{'' if r['ratio'] else ' (×' + str(r['growth_vs_small']) + ' of the small file)'} | "
+            f"{r['pa_batch_rss_mib']} | {r['duckdb_rss_mib'] or '—'} |"
+            for r in rows
+        ],
     ]
-    started = time.perf_counter()
-    completed = subprocess.run(command, capture_output=True, text=True)
-    seconds = time.perf_counter() - started
-    peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    print(completed.stdout.strip())
-    if completed.returncode not in (0, 3):
-        print(completed.stderr, file=sys.stderr)
-        sys.exit(completed.returncode)
-    print(
-        f"lines={args.lines:,} wall={seconds:.2f}s rate={args.lines / seconds:,.0f} lines/s peak_rss={peak_mib:,.0f} MiB"
+    args.report.mkdir(parents=True, exist_ok=True)
+    (args.report / "results.md").write_text("\n".join(table) + "\n")
+    (args.report / "results.json").write_text(
+        json.dumps({"machine": machine, "rows": rows}, indent=2)
     )
+    print("\n".join(table))
 
 
 if __name__ == "__main__":

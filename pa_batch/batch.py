@@ -6,11 +6,14 @@
        │ baclofen powder
        ├──typed powder columns──POWDER_LINE_SCHEMA──► rejects
        │ valid
-       ├── key seen before in the run (run state) ──► DUPLICATE_KEY reject
        ▼
     facts ──rules──► decision, reasons, advisories, approval window
+       │
+       └── key seen before in the run (run state) ──► DUPLICATE_KEY reject instead
 
-The only cross-batch input is the claim-key registry, passed in by the caller.
+Two steps. ``decide_batch`` is pure: it needs nothing from other batches, so engines may run
+it anywhere, in any order (the Dask engine runs it on workers). ``finish_batch`` applies the
+run state, the claim-key registry, and must see the batches in input order.
 """
 
 from __future__ import annotations
@@ -27,10 +30,8 @@ from pa_batch.decide import CODE_SEPARATOR, decide
 from pa_batch.errors import RunError
 from pa_batch.facts import line_facts
 from pa_batch.policy import (
-    APPROVED,
-    DENIED,
-    INVESTIGATIONAL,
     OUT_OF_SCOPE,
+    OUTCOMES,
     POLICY_ID,
     POLICY_VERSION,
     REJECTED,
@@ -44,6 +45,20 @@ from pa_batch.validation import contract_failures
 
 YES, NO, UNKNOWN = "yes", "no", "unknown"  # rejects: was the record a baclofen powder line?
 KEY_SEPARATOR = "\x1f"  # cannot occur in a trimmed claim_id from a CSV or Parquet text cell
+
+
+@dataclass
+class DecidedBatch:
+    """A batch decided without run state: every valid baclofen powder line has a result,
+    including lines a later step may find to repeat an earlier key."""
+
+    source_file: str
+    rows_read: int
+    results: pd.DataFrame  # RESULTS_SCHEMA columns, input order
+    keys: pd.Series  # (claim_id, line_number) of each result row
+    line_numbers_given: pa.Array  # each result row's line_number cell as given (untrimmed)
+    rejects: pd.DataFrame  # REJECTS_SCHEMA columns, by source_row then check order
+    out_of_scope: int
 
 
 @dataclass
@@ -65,6 +80,11 @@ def process_batch(
     batch: Batch, source_file: str, reference: ReferenceData, claim_keys: ClaimKeyRegistry
 ) -> BatchOutcome:
     """Every record of ``batch`` to exactly one outcome."""
+    return finish_batch(decide_batch(batch, source_file, reference), claim_keys)
+
+
+def decide_batch(batch: Batch, source_file: str, reference: ReferenceData) -> DecidedBatch:
+    """Validate, scope and decide every record of ``batch``; needs no run state."""
     records = batch.records
     parsed = typed.record_columns(records)  # each record column parsed once, here
     record_failures = contract_failures(
@@ -80,27 +100,6 @@ def process_batch(
     valid = ~lines.index.isin(line_failures["position"])
     lines, powder = lines.loc[valid], powder.subset(valid)
 
-    line_number = parsed.loc[lines.index, "line_number"]
-    keys = lines["claim_id"] + KEY_SEPARATOR + line_number.astype("str")
-    where = (
-        source_file
-        + " row "
-        + pd.Series(batch.source_rows[lines.index], index=lines.index).astype("str")
-    )
-    first_seen = claim_keys.claim(keys, where)
-    repeated = first_seen.notna().to_numpy()
-    duplicates = pd.DataFrame(
-        {
-            "position": lines.index[repeated],
-            "column": "line_number",
-            "error_code": "DUPLICATE_KEY",
-            "message": (
-                REJECT_CODES["DUPLICATE_KEY"] + " (first at " + first_seen[repeated] + ")"
-            ).to_numpy(),
-        }
-    )
-    lines, powder = lines.loc[~repeated], powder.subset(~repeated)
-
     line_parsed = parsed.loc[lines.index]
     facts = line_facts(
         powder.values.assign(service_date=line_parsed["service_date"]),
@@ -109,17 +108,48 @@ def process_batch(
     )
     decisions = decide(facts)
     results = _results(lines, line_parsed, facts, decisions, batch.source_rows, source_file)
-    rejects = _rejects(
-        batch, source_file, powder_line, [record_failures, line_failures, duplicates]
+    positions = pa.array(lines.index.to_numpy())
+    given = batch.raw.get("line_number")
+    return DecidedBatch(
+        source_file=source_file,
+        rows_read=batch.rows_read,
+        results=results,
+        keys=(
+            lines["claim_id"] + KEY_SEPARATOR + line_parsed["line_number"].astype("str")
+        ).reset_index(drop=True),
+        line_numbers_given=(
+            given.take(positions)
+            if given is not None
+            else pa.array(lines["line_number"], type=pa.string(), from_pandas=True)
+        ),
+        rejects=_rejects(batch, source_file, powder_line, [record_failures, line_failures]),
+        out_of_scope=int((passed & ~in_scope).sum()),
     )
+
+
+def finish_batch(decided: DecidedBatch, claim_keys: ClaimKeyRegistry) -> BatchOutcome:
+    """Apply the run state (batches in input order): a line whose key an earlier line of the
+    run holds is rejected DUPLICATE_KEY instead of decided; then count every outcome."""
+    results = decided.results
+    first_seen = claim_keys.claim(
+        decided.keys, decided.source_file, results["source_row"].to_numpy()
+    )
+    repeated = first_seen.notna().to_numpy()
+    rejects = decided.rejects
+    if repeated.any():
+        duplicates = _duplicate_rejects(decided, repeated, first_seen[repeated])
+        rejects = (
+            pd.concat([rejects, duplicates], ignore_index=True)
+            .sort_values("source_row", kind="stable")
+            .reset_index(drop=True)
+        )
+        results = results[~repeated].reset_index(drop=True)
+
     rejected = rejects.drop_duplicates("source_row")  # one row per rejected record
-    rejected_records = int((rejected["error_code"] != "MALFORMED_RECORD").sum())
-    outcomes = Counter(
-        {outcome: 0 for outcome in (APPROVED, DENIED, INVESTIGATIONAL, OUT_OF_SCOPE, REJECTED)}
-    )
-    outcomes.update(decisions["decision"].value_counts().to_dict())
-    outcomes[OUT_OF_SCOPE] = int((passed & ~in_scope).sum())
-    outcomes[REJECTED] = rejected_records + len(batch.malformed)
+    outcomes = Counter(dict.fromkeys(OUTCOMES, 0))
+    outcomes.update(results["decision"].value_counts().to_dict())
+    outcomes[OUT_OF_SCOPE] = decided.out_of_scope
+    outcomes[REJECTED] = len(rejected)
     outcome = BatchOutcome(
         results=results,
         rejects=rejects,
@@ -129,12 +159,35 @@ def process_batch(
         errors=Counter(rejects["error_code"].value_counts().to_dict()),
         rejected_by_powder_line=Counter(rejected["powder_line"].value_counts().to_dict()),
     )
-    if outcome.rows_read != batch.rows_read:
+    if outcome.rows_read != decided.rows_read:
         raise RunError(
-            f"reconciliation failed: {outcome.rows_read} outcomes for {batch.rows_read} records",
-            file=source_file,
+            f"reconciliation failed: {outcome.rows_read} outcomes for {decided.rows_read} records",
+            file=decided.source_file,
         )
     return outcome
+
+
+def _duplicate_rejects(
+    decided: DecidedBatch, repeated: np.ndarray, first_seen: pd.Series
+) -> pd.DataFrame:
+    """The reject rows of result rows whose key an earlier line of the run holds."""
+    lines = decided.results[repeated]
+    given = decided.line_numbers_given.filter(pa.array(repeated)).to_numpy(zero_copy_only=False)
+    return pd.DataFrame(
+        {
+            "source_file": decided.source_file,
+            "source_row": lines["source_row"].to_numpy(),
+            "claim_id": lines["claim_id"].to_numpy(dtype=object),
+            "line_number": pd.Series(given, dtype="str").str.strip().to_numpy(dtype=object),
+            "column": "line_number",
+            "error_code": "DUPLICATE_KEY",
+            "message": (REJECT_CODES["DUPLICATE_KEY"] + " (first at " + first_seen + ")").to_numpy(
+                dtype=object
+            ),
+            "value": given,
+            "powder_line": YES,
+        }
+    )[REJECTS_SCHEMA.names]
 
 
 def powder_line_status(
@@ -214,8 +267,13 @@ def _results(
 
 
 def _rejects(
-    batch: Batch, source_file: str, powder_line: np.ndarray, failures: list[pd.DataFrame]
+    batch: Batch,
+    source_file: str,
+    powder_line: np.ndarray,
+    failures: list[pd.DataFrame],
 ) -> pd.DataFrame:
+    """Reject rows of ``failures`` (position, column, error code) and of the batch's malformed
+    records, ordered by source_row."""
     found = pd.concat([f for f in failures if len(f)] or [failures[0]], ignore_index=True)
     positions = found["position"].to_numpy(dtype=np.int64)
     message = found["error_code"].map(REJECT_CODES)
@@ -230,15 +288,15 @@ def _rejects(
         as_given = (
             cells.take(pa.array(positions[mine])).to_numpy(zero_copy_only=False)
             if cells is not None
-            else records[column].to_numpy(dtype=object)[positions[mine]]
+            else records[column].take(positions[mine]).to_numpy(dtype=object)
         )
         value[mine] = as_given
     checked = pd.DataFrame(
         {
             "source_file": source_file,
             "source_row": batch.source_rows[positions] if len(positions) else np.empty(0, np.int64),
-            "claim_id": records["claim_id"].to_numpy(dtype=object)[positions],
-            "line_number": records["line_number"].to_numpy(dtype=object)[positions],
+            "claim_id": records["claim_id"].take(positions).to_numpy(dtype=object),
+            "line_number": records["line_number"].take(positions).to_numpy(dtype=object),
             "column": found["column"].to_numpy(dtype=object),
             "error_code": found["error_code"].to_numpy(dtype=object),
             "message": message.to_numpy(dtype=object),

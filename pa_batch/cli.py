@@ -75,6 +75,11 @@ class OutputFormat(StrEnum):
     csv = "csv"
 
 
+class Engine(StrEnum):
+    local = "local"
+    dask = "dask"
+
+
 class LogFormat(StrEnum):
     text = "text"
     json = "json"
@@ -181,6 +186,23 @@ def run(
             envvar=_env("RUN_ID"),
         ),
     ] = None,
+    engine: Annotated[
+        Engine,
+        typer.Option(
+            "--engine",
+            help="local: this process. dask: the workers of a Dask cluster (same outputs).",
+            envvar=_env("ENGINE"),
+        ),
+    ] = Engine.local,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            "--scheduler",
+            help="With --engine dask: the scheduler's address (tcp://host:8786); "
+            "default: a local cluster.",
+            envvar=_env("SCHEDULER"),
+        ),
+    ] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show a traceback on failure.")] = False,
 ) -> None:
     """Decide every baclofen powder line of INPUT...; write results, rejects and a summary."""
@@ -195,6 +217,8 @@ def run(
             "letters, digits, '.', '_' or '-', at most 64, starting with a letter or digit",
             param_hint="--run-id",
         )
+    if scheduler and engine != Engine.dask:
+        raise typer.BadParameter("needs --engine dask", param_hint="--scheduler")
     run_id = run_id or new_run_id()
     log = RunLog(log_format.value, run_id=run_id)
     options = RunOptions(
@@ -205,6 +229,8 @@ def run(
         max_reject_rate=max_reject_rate,
         encoding=encoding,
         run_id=run_id,
+        engine=engine.value,
+        scheduler=scheduler,
         **({"batch_rows": batch_rows} if batch_rows else {}),
     )
     try:

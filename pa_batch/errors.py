@@ -16,6 +16,10 @@ class RunError(Exception):
         self.file = file
         self.column = column
 
+    def __reduce__(self):
+        # raised on a Dask worker, it crosses to the client whole: file and column included
+        return (_rebuild, (self.message, self.file, self.column))
+
     def __str__(self) -> str:
         where = []
         if self.file is not None:
@@ -23,3 +27,7 @@ class RunError(Exception):
         if self.column is not None:
             where.append(f"column '{self.column}'")
         return ": ".join([*where, self.message])
+
+
+def _rebuild(message: str, file: str | None, column: str | None) -> RunError:
+    return RunError(message, file=file, column=column)

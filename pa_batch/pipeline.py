@@ -11,7 +11,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pa_batch import readers
-from pa_batch.batch import process_batch
+from pa_batch.batch import finish_batch
+from pa_batch.engines import LOCAL, open_engine
 from pa_batch.errors import RunError
 from pa_batch.policy import OUTCOMES
 from pa_batch.reference import load_reference
@@ -35,6 +36,8 @@ class RunOptions:
     encoding: str = "utf-8"
     batch_rows: int = readers.DEFAULT_BATCH_ROWS
     run_id: str | None = None  # a scheduler's own id; a fresh one when absent
+    engine: str = LOCAL  # where the pure batch work runs: local or dask
+    scheduler: str | None = None  # the dask engine's scheduler address; a local cluster if None
 
 
 def run(options: RunOptions, progress: RunLog | None = None) -> RunReport:
@@ -55,7 +58,9 @@ def run(options: RunOptions, progress: RunLog | None = None) -> RunReport:
     rejects_name = f"rejects.{options.output_format}"
     published = [results_name, rejects_name, SUMMARY_MD, SUMMARY_JSON]
     output = OutputDirectory(options.out_dir, options.run_id).open(published)
+    engine = None
     try:
+        engine = open_engine(options.engine, reference, options.scheduler)
         results = TableWriter(output.path(results_name), RESULTS_SCHEMA, options.output_format)
         rejects = TableWriter(output.path(rejects_name), REJECTS_SCHEMA, options.output_format)
         counts = RunCounts()
@@ -72,12 +77,12 @@ def run(options: RunOptions, progress: RunLog | None = None) -> RunReport:
             inputs.append(record)
             if progress:
                 progress.input_started(source.label, source.format)
-            for batch in extract.batches(options.batch_rows):
-                outcome = process_batch(batch, source.label, reference, claim_keys)
+            for decided in engine.decide(extract.batches(options.batch_rows), source.label):
+                outcome = finish_batch(decided, claim_keys)
                 results.write(outcome.results)
                 rejects.write(outcome.rejects)
-                record.rows += batch.rows_read
-                counts.rows_read += batch.rows_read
+                record.rows += decided.rows_read
+                counts.rows_read += decided.rows_read
                 counts.outcomes.update(outcome.outcomes)
                 counts.reasons.update(outcome.reasons)
                 counts.advisories.update(outcome.advisories)
@@ -85,7 +90,7 @@ def run(options: RunOptions, progress: RunLog | None = None) -> RunReport:
                 counts.rejected_by_powder_line.update(outcome.rejected_by_powder_line)
                 if progress:
                     progress.batch_done(
-                        source.label, batch.rows_read, record.rows, counts.rows_read
+                        source.label, decided.rows_read, record.rows, counts.rows_read
                     )
             if progress:
                 progress.input_finished(source.label, record.rows)
@@ -102,6 +107,7 @@ def run(options: RunOptions, progress: RunLog | None = None) -> RunReport:
                 "reference_dir": str(options.reference_dir) if options.reference_dir else None,
                 "max_reject_rate": options.max_reject_rate,
                 "encoding": options.encoding,
+                "engine": options.engine,
             },
             outputs={"results": results_name, "rejects": rejects_name, "summary": SUMMARY_JSON},
             started_at=started_at,
@@ -121,6 +127,8 @@ def run(options: RunOptions, progress: RunLog | None = None) -> RunReport:
         output.abort()
         raise
     finally:
+        if engine is not None:
+            engine.__exit__(None, None, None)
         output.close()
 
 

@@ -1,4 +1,9 @@
-"""Shared fixtures: run the real CLI on small inputs and read what it committed."""
+"""Shared fixtures: run the real CLI on small inputs and read what it committed.
+
+A test that takes the ``engine`` fixture (or a module fixture that takes ``module_engine``)
+runs once per engine: in-process, and on a real two-worker Dask ``LocalCluster`` started once
+for the session. Both must commit the same outcomes, byte for byte.
+"""
 
 from __future__ import annotations
 
@@ -10,15 +15,47 @@ from typer.testing import CliRunner
 
 from pa_batch.cli import app
 
+ENGINES = ("local", "dask")
+
+
+@pytest.fixture(scope="session")
+def dask_scheduler():
+    """A real Dask cluster of two worker processes, for the whole session."""
+    from dask.distributed import LocalCluster
+
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster:
+        yield cluster.scheduler_address
+
+
+def _engine_args(name: str, request) -> list[str]:
+    if name == "local":
+        return []
+    return ["--engine", "dask", "--scheduler", request.getfixturevalue("dask_scheduler")]
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request) -> list[str]:
+    """The command-line arguments selecting each engine in turn."""
+    return _engine_args(request.param, request)
+
+
+@pytest.fixture(scope="module", params=ENGINES)
+def module_engine(request) -> list[str]:
+    return _engine_args(request.param, request)
+
 
 @pytest.fixture
-def run_cli(tmp_path):
-    """Invoke ``pa-batch run`` in-process via typer's CliRunner."""
+def run_cli(tmp_path, request):
+    """Invoke ``pa-batch run`` in-process via typer's CliRunner (on each engine when the test
+    takes the ``engine`` fixture)."""
+    engine_args = request.getfixturevalue("engine") if "engine" in request.fixturenames else []
 
     def invoke(*args: str | Path, out: Path | None = None) -> Run:
         out = out or tmp_path / "out"
         runner = CliRunner()
-        result = runner.invoke(app, ["run", *map(str, args), "--out", str(out)])
+        result = runner.invoke(app, ["run", *map(str, args), "--out", str(out), *engine_args])
         return Run(out, result.exit_code, result.output, result.stdout, result.stderr)
 
     return invoke

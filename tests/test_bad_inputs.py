@@ -30,8 +30,8 @@ OUTCOMES = ("approved", "denied", "investigational", "out_of_scope", "rejected")
 DATA_VALUES = ("1980-01-02", "BACLOFEN", "G35")  # in every corpus record; never in a message
 
 
-def invoke(file: Path, args: str, out: Path, env: str = "") -> Run:
-    extra = shlex.split(args.replace("{corpus}", str(CORPUS)))
+def invoke(file: Path, args: str, out: Path, env: str = "", engine: list[str] = ()) -> Run:
+    extra = [*shlex.split(args.replace("{corpus}", str(CORPUS))), *engine]
     if "--out" not in extra:
         extra += ["--out", str(out)]
     if env:
@@ -61,14 +61,14 @@ def test_corpus_files_all_have_a_case():
 
 
 @pytest.mark.parametrize("case", CASES.to_dict("records"), ids=CASES["case"].tolist())
-def test_bad_input(case, tmp_path):
+def test_bad_input(case, tmp_path, engine):
     out = tmp_path / "out"
     expected_exit = int(case["exit"])
     if expected_exit == 1:  # a committed run that the failure must leave alone
         assert invoke(CORPUS / "crlf.csv", "", out).exit_code == 0
     before = visible_state(out) if out.exists() else None
 
-    run = invoke(CORPUS / case["file"], case["args"], out, case["env"])
+    run = invoke(CORPUS / case["file"], case["args"], out, case["env"], engine)
 
     assert run.exit_code == expected_exit, run.output
     assert "internal error" not in run.output

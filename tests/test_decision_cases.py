@@ -15,7 +15,7 @@ CASES = pd.read_csv(FIXTURES / "decision_cases.csv", dtype="str", keep_default_n
 
 
 @pytest.fixture(scope="module")
-def decided(tmp_path_factory) -> pd.DataFrame:
+def decided(tmp_path_factory, module_engine) -> pd.DataFrame:
     columns = ["service_date", "route", "strength", "strength_unit", "diagnosis_codes",
                "member_birth_date"]  # fmt: skip
     lines = [
@@ -23,7 +23,7 @@ def decided(tmp_path_factory) -> pd.DataFrame:
         for case in CASES.to_dict("records")
     ]
     folder = tmp_path_factory.mktemp("decision_cases")
-    out = run_lines(folder, lines, "--reference-dir", str(FIXTURES / "reference"))
+    out = run_lines(folder, lines, "--reference-dir", str(FIXTURES / "reference"), *module_engine)
     results = pd.read_parquet(out / "results.parquet")
     assert len(results) == len(CASES), "every case must be evaluated, none rejected"
     return results.set_index("claim_id")

@@ -56,7 +56,7 @@ def _typed_parquet(csv_path, path):
     return path
 
 
-def test_csv_gzip_text_parquet_and_typed_parquet_decide_alike(run_cli, tmp_path):
+def test_csv_gzip_text_parquet_and_typed_parquet_decide_alike(run_cli, tmp_path, engine):
     source = tmp_path / "typed.csv"
     source.write_text(TYPED_ROWS)
     gz = tmp_path / "typed.csv.gz"
@@ -94,7 +94,7 @@ def test_csv_output_format_has_the_same_rows(run_cli, tmp_path):
 
 
 @pytest.mark.parametrize("fmt", ["parquet", "csv"])
-def test_two_runs_of_the_same_input_are_byte_identical(run_cli, tmp_path, fmt):
+def test_two_runs_of_the_same_input_are_byte_identical(run_cli, tmp_path, engine, fmt):
     sample = SAMPLE_DATA / "claims.csv"
     args = ["--reference-dir", SAMPLE_DATA / "reference", "--format", fmt]
     digests = []
@@ -111,7 +111,9 @@ def test_two_runs_of_the_same_input_are_byte_identical(run_cli, tmp_path, fmt):
 
 
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
-def test_batch_size_changes_memory_never_an_output_byte(run_cli, tmp_path, monkeypatch, fmt):
+def test_batch_size_changes_memory_never_an_output_byte(
+    run_cli, tmp_path, engine, monkeypatch, fmt
+):
     """Batches of 25 and 100 records (cutting through malformed records and duplicate keys)
     write the same bytes as one batch, Parquet included: its row groups have a fixed size
     (shrunk here to 7 rows so that every batch size cuts across row groups)."""
@@ -138,7 +140,7 @@ def test_batch_size_changes_memory_never_an_output_byte(run_cli, tmp_path, monke
 GOLDEN = FIXTURES / "golden_sample_outcomes.csv"
 
 
-def test_sample_extract_matches_golden_outcomes(run_cli, tmp_path):
+def test_sample_extract_matches_golden_outcomes(run_cli, tmp_path, engine):
     run = run_cli(SAMPLE_DATA / "claims.csv", "--reference-dir", SAMPLE_DATA / "reference")
     assert run.exit_code == 0
     results = run.results.assign(outcome=lambda r: r["decision"], codes=lambda r: r["reasons"])

@@ -8,7 +8,7 @@ import os
 import stat
 
 import pytest
-from helpers import HEADER
+from helpers import HEADER, SAMPLE_DATA
 
 LINE = "C1,1,M1,1980-01-02,2024-05-01,00000-0000-00,BACLOFEN POWDER,oral,5,mg,G35"
 
@@ -32,7 +32,7 @@ def test_outputs_are_not_world_readable(run_cli, write_csv):
         assert not mode & stat.S_IROTH, name
 
 
-def test_duplicate_key_spans_files_and_names_the_first(run_cli, write_csv):
+def test_duplicate_key_spans_files_and_names_the_first(run_cli, write_csv, engine):
     first = write_csv([LINE])
     second = write_csv([LINE.replace(",1,M1", ",1.0,M2")])
     run = run_cli(first, second)
@@ -43,7 +43,7 @@ def test_duplicate_key_spans_files_and_names_the_first(run_cli, write_csv):
     assert f"{first} row 1" in rejects["message"].iloc[0]
 
 
-def test_malformed_records_keep_true_record_numbers(run_cli, write_csv):
+def test_malformed_records_keep_true_record_numbers(run_cli, write_csv, engine):
     body = "\n".join([
         LINE,
         'C2,1,M1,1980-01-02,2024-05-01,00000-0000-00,"BACLOFEN\nPOWDER",oral,5,mg,G35',
@@ -71,7 +71,7 @@ SECRET_ROWS = [
 
 
 @pytest.mark.parametrize("log_format", ["text", "json"])
-def test_member_data_appears_only_in_results_and_rejects(run_cli, write_csv, log_format):
+def test_member_data_appears_only_in_results_and_rejects(run_cli, write_csv, engine, log_format):
     run = run_cli(write_csv(SECRET_ROWS), "--log-format", log_format, "--format", "csv")
     assert run.exit_code == 0
     counts = run.summary["counts"]
@@ -177,3 +177,25 @@ def test_a_full_disk_while_writing_fails_cleanly_and_keeps_the_previous_run(
     )
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
     assert not list((out / ".pa-batch").glob("staging-*"))
+
+
+def test_the_dask_engine_writes_the_local_engines_bytes(run_cli, tmp_path, dask_scheduler):
+    """Same inputs, same options, small batches cut across files: identical results and
+    rejects, duplicates found across batches that ran on different workers."""
+    sample = SAMPLE_DATA / "claims.csv"
+    args = [sample, sample, "--reference-dir", SAMPLE_DATA / "reference", "--batch-rows", "40"]
+    written = {}
+    for fmt in ("csv", "parquet"):
+        local = run_cli(*args, "--format", fmt, out=tmp_path / f"local_{fmt}")
+        on_dask = run_cli(*args, "--format", fmt, "--engine", "dask",
+                          "--scheduler", dask_scheduler, out=tmp_path / f"dask_{fmt}")  # fmt: skip
+        assert local.exit_code == on_dask.exit_code == 0, on_dask.output
+        for table in ("results", "rejects"):
+            written[fmt, table] = (
+                (local.out / f"{table}.{fmt}").read_bytes(),
+                (on_dask.out / f"{table}.{fmt}").read_bytes(),
+            )
+        assert on_dask.summary["counts"] == local.summary["counts"]
+        assert on_dask.summary["errors"]["DUPLICATE_KEY"] > 0
+    for (fmt, table), (ours, theirs) in written.items():
+        assert ours == theirs, (fmt, table)

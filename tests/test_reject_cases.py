@@ -11,13 +11,13 @@ CASES = pd.read_csv(FIXTURES / "reject_cases.csv", dtype="str", keep_default_na=
 
 
 @pytest.fixture(scope="module")
-def rejected(tmp_path_factory) -> pd.DataFrame:
+def rejected(tmp_path_factory, module_engine) -> pd.DataFrame:
     changed = [
         {**VALID_LINE, "claim_id": f"C{number}", case.column: case.value}
         for number, case in enumerate(CASES.itertuples(), start=1)
     ]
     control = {**VALID_LINE, "claim_id": "CONTROL"}
-    out = run_lines(tmp_path_factory.mktemp("reject_cases"), [*changed, control])
+    out = run_lines(tmp_path_factory.mktemp("reject_cases"), [*changed, control], *module_engine)
     results = pd.read_parquet(out / "results.parquet")
     assert results["claim_id"].tolist() == ["CONTROL"], "only the unchanged line is evaluated"
     return pd.read_parquet(out / "rejects.parquet")

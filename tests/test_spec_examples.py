@@ -1,5 +1,6 @@
-"""The worked examples of SPEC.md (tests/fixtures/spec_examples, copied from shared/examples):
-every record's required outcome, reasons or reject codes, advisories and approval end."""
+"""The policy's worked examples (tests/fixtures/spec_examples: an extract, a reference
+directory and the required outcome of every record): outcome, reasons or reject codes,
+advisories and approval end, on each engine."""
 
 from __future__ import annotations
 
@@ -11,14 +12,15 @@ EXPECTED = pd.read_csv(SPEC_EXAMPLES / "expected.csv", dtype="str", keep_default
 
 
 @pytest.fixture(scope="module")
-def example_run(tmp_path_factory):
+def example_run(tmp_path_factory, module_engine):
     from typer.testing import CliRunner
 
     from pa_batch.cli import app
 
     out = tmp_path_factory.mktemp("examples") / "out"
     args = ["run", str(SPEC_EXAMPLES / "claims.csv"), "--out", str(out)]
-    result = CliRunner().invoke(app, [*args, "--reference-dir", str(SPEC_EXAMPLES / "reference")])
+    reference = ["--reference-dir", str(SPEC_EXAMPLES / "reference")]
+    result = CliRunner().invoke(app, [*args, *reference, *module_engine])
     assert result.exit_code == 0, result.output
     return Run(out, result.exit_code, result.output, result.stdout, result.stderr)
 

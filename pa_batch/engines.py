@@ -1,0 +1,98 @@
+"""Engines: where the pure part of each batch (``batch.decide_batch``) runs.
+
+Engines differ only in scheduling. Both hand the pipeline its batches decided and in input
+order; everything that spans batches (duplicate keys, counts, record numbers, the commit)
+stays with the pipeline, so the outputs are the same bytes whichever engine ran.
+
+- ``local``: in this process, one batch after another.
+- ``dask``: on the workers of a Dask cluster, an existing one (``--scheduler ADDRESS``) or a
+  local one. The client reads the inputs (so CSV record numbers stay exact and workers need
+  no access to the files), sends each batch to a worker, and takes the decided batches back
+  in order, keeping a bounded number in flight.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager, ExitStack
+
+from pa_batch.batch import DecidedBatch, decide_batch
+from pa_batch.errors import RunError
+from pa_batch.readers import Batch
+from pa_batch.reference import ReferenceData
+
+LOCAL = "local"
+DASK = "dask"
+ENGINES = (LOCAL, DASK)
+
+
+class LocalEngine(AbstractContextManager):
+    def __init__(self, reference: ReferenceData):
+        self.reference = reference
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+    def decide(self, batches: Iterable[Batch], source_file: str) -> Iterator[DecidedBatch]:
+        for batch in batches:
+            yield decide_batch(batch, source_file, self.reference)
+
+
+class DaskEngine(AbstractContextManager):
+    """Decides batches on a Dask cluster; at most ``in_flight`` batches are out at once."""
+
+    def __init__(self, reference: ReferenceData, scheduler: str | None, in_flight: int = 0):
+        try:
+            from dask.distributed import Client, LocalCluster
+        except ImportError:
+            raise RunError(
+                "the dask engine needs dask[distributed]: pip install 'pa-batch[dask]'"
+            ) from None
+        self._stack = ExitStack()
+        try:
+            if scheduler:
+                self.client = self._stack.enter_context(Client(scheduler, timeout="10s"))
+            else:
+                workers = max(1, min(os.cpu_count() or 1, 4))
+                cluster = self._stack.enter_context(
+                    LocalCluster(
+                        n_workers=workers,
+                        threads_per_worker=1,
+                        processes=True,
+                        dashboard_address=None,
+                    )
+                )
+                self.client = self._stack.enter_context(Client(cluster))
+        except (OSError, TimeoutError) as error:
+            self._stack.close()
+            raise RunError(
+                f"cannot reach the Dask scheduler ({type(error).__name__})", file=scheduler
+            ) from None
+        workers = max(1, len(self.client.scheduler_info().get("workers", {})))
+        self.in_flight = in_flight or 2 * workers
+        # one copy of the reference data on every worker, not one per batch
+        self._reference = self.client.scatter(reference, broadcast=True)
+
+    def __exit__(self, *exc) -> None:
+        self._stack.close()
+
+    def decide(self, batches: Iterable[Batch], source_file: str) -> Iterator[DecidedBatch]:
+        pending: deque = deque()
+        for batch in batches:
+            pending.append(
+                self.client.submit(decide_batch, batch, source_file, self._reference, pure=False)
+            )
+            while len(pending) >= self.in_flight:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+def open_engine(
+    name: str, reference: ReferenceData, scheduler: str | None = None
+) -> LocalEngine | DaskEngine:
+    if name == DASK:
+        return DaskEngine(reference, scheduler)
+    return LocalEngine(reference)

@@ -1,0 +1,38 @@
+"""A small run of the benchmark (`make bench` runs it at 10M and 50M lines): the extract
+generator, the DuckDB peer and pa-batch side by side, and the peer agreeing with pa-batch on
+every decided line, so the benchmark compares like with like."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+BENCH = Path(__file__).parent.parent / "bench"
+
+
+def test_benchmark_smoke_runs_both_sides_and_they_agree(tmp_path):
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "bench_run.py"), "--lines", "20000", "--no-large",
+         "--data", str(tmp_path), "--report", str(tmp_path)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = json.loads((tmp_path / "results.json").read_text())
+    assert [row["file"] for row in report["rows"]] == [
+        "extract_20000_all.parquet", "extract_20000_all.csv",
+        "extract_20000_1pct.parquet", "extract_20000_1pct.csv",
+    ]  # fmt: skip
+    assert all(row["ratio"] > 0 and row["pa_batch_rss_mib"] > 0 for row in report["rows"])
+    assert "| extract_20000_all.parquet |" in (tmp_path / "results.md").read_text()
+
+    # the last pair run was the 1% CSV: both sides' results of it are in tmp_path/out
+    ours = pd.read_parquet(tmp_path / "out" / "pa_batch" / "results.parquet")
+    peer = pd.read_parquet(tmp_path / "out" / "peer" / "results.parquet")
+    assert len(ours) == len(peer) > 0
+    both = ours.merge(peer, on="source_row", suffixes=("", "_peer"))
+    for column in ("decision", "reasons", "advisories"):
+        assert (both[column] == both[f"{column}_peer"]).all(), column

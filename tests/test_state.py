@@ -1,0 +1,71 @@
+"""The claim-key registry against a plain dict: first occurrences, repeats within and across
+batches and files, and hash collisions confirmed on the key text."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pa_batch import state
+from pa_batch.state import ClaimKeyRegistry
+
+keys_strategy = st.lists(st.sampled_from([f"C{i}\x1f{j}" for i in range(12) for j in (1, 2)]))
+
+
+def _oracle(batches: list[tuple[str, list[str]]]) -> list[list[str | None]]:
+    first: dict[str, str] = {}
+    answers = []
+    for file, keys in batches:
+        answer = []
+        for row, key in enumerate(keys, start=1):
+            answer.append(first.get(key))
+            first.setdefault(key, f"{file} row {row}")
+        answers.append(answer)
+    return answers
+
+
+def _claimed(registry: ClaimKeyRegistry, batches) -> list[list[str | None]]:
+    answers = []
+    for file, keys in batches:
+        seen = registry.claim(pd.Series(keys, dtype="str"), file, np.arange(1, len(keys) + 1))
+        answers.append([None if pd.isna(v) else v for v in seen])
+    return answers
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["a.csv", "b.csv"]), keys_strategy), max_size=12))
+def test_registry_names_the_first_occurrence_of_every_repeated_key(batches):
+    assert _claimed(ClaimKeyRegistry(), batches) == _oracle(batches)
+
+
+def test_equal_hashes_of_different_keys_are_never_duplicates(monkeypatch):
+    """Every key hashes alike here: only the key text can tell them apart."""
+
+    def one_hash(values, index=False):
+        return pd.Series(np.zeros(len(values), dtype=np.uint64))
+
+    monkeypatch.setattr(state.pd.util, "hash_pandas_object", one_hash)
+    batches = [
+        ("a.csv", ["K1", "K2", "K1"]),
+        ("a.csv", ["K3", "K2"]),
+        ("b.csv", ["K4", "K3", "K5"]),
+    ]
+    registry = ClaimKeyRegistry()
+    assert _claimed(registry, batches) == _oracle(batches)
+    assert len(registry) == 5
+
+
+@pytest.mark.parametrize("batch_size", [1, 7, 1000])
+def test_runs_merge_without_losing_keys(batch_size):
+    keys = [f"C{i}" for i in range(3000)] + [f"C{i}" for i in range(0, 3000, 3)]
+    batches = [
+        ("x.csv", keys[start : start + batch_size]) for start in range(0, len(keys), batch_size)
+    ]
+    registry = ClaimKeyRegistry()
+    claimed = [v for answer in _claimed(registry, batches) for v in answer]
+    assert sum(v is not None for v in claimed) == 1000
+    assert len(registry) == 3000
+    assert len(registry._runs) <= 2 + int(np.log2(3000))
