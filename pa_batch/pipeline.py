@@ -69,10 +69,7 @@ def run(options: RunOptions, progress: RunLog | None = None) -> RunReport:
         for extract in extracts:
             source = extract.source
             record = InputRecord(
-                source.label,
-                source.format,
-                readers.sha256_of(source),
-                ignored_columns=extract.ignored_columns,
+                source.label, source.format, "", ignored_columns=extract.ignored_columns
             )
             inputs.append(record)
             if progress:
@@ -92,6 +89,7 @@ def run(options: RunOptions, progress: RunLog | None = None) -> RunReport:
                     progress.batch_done(
                         source.label, decided.rows_read, record.rows, counts.rows_read
                     )
+            record.sha256 = extract.sha256
             if progress:
                 progress.input_finished(source.label, record.rows)
         results.close()

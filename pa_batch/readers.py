@@ -82,6 +82,33 @@ def input_file(path: Path) -> InputFile:
     return InputFile(path, fmt)
 
 
+class _HashingFile(io.RawIOBase):
+    """A file read once: the bytes the parser reads also feed the SHA-256."""
+
+    def __init__(self, path: Path):
+        self._file = path.open("rb")
+        self._digest = hashlib.sha256()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        count = self._file.readinto(buffer)
+        if count:
+            self._digest.update(memoryview(buffer)[:count])
+        return count
+
+    def hexdigest(self) -> str:
+        for chunk in iter(lambda: self._file.read(1 << 20), b""):  # any bytes left unparsed
+            self._digest.update(chunk)
+        return self._digest.hexdigest()
+
+    def release(self) -> None:
+        """Close the file. (``close`` is the reader's: Arrow closes a stream it has finished,
+        but the digest still needs the file.)"""
+        self._file.close()
+
+
 def sha256_of(source: InputFile) -> str:
     digest = hashlib.sha256()
     try:
@@ -103,16 +130,29 @@ class Extract:
     encoding: str = "utf-8"
     skip_rows: int = 1  # CSV rows before the first record: blank lines and the header
     has_records: bool = True
+    sha256: str | None = None  # the file's SHA-256, known once its batches are all read
 
     @property
     def ignored_columns(self) -> list[str]:
         return ignored_columns(self.header)
 
     def batches(self, batch_rows: int = DEFAULT_BATCH_ROWS) -> Iterator[Batch]:
-        """Yield the file's records batch by batch; file-level problems raise ``RunError``."""
-        reader = _csv_batches if self.source.format == CSV else _parquet_batches
+        """Yield the file's records batch by batch; file-level problems raise ``RunError``.
+
+        A CSV file is hashed from the very bytes the parser reads; a Parquet file, read in
+        column chunks out of order, by one sequential pass at the end.
+        """
         with _file_errors(self.source):
-            yield from reader(self, batch_rows)
+            if self.source.format == CSV:
+                stream = _HashingFile(self.source.path)
+                try:
+                    yield from _csv_batches(self, batch_rows, stream)
+                    self.sha256 = stream.hexdigest()
+                finally:
+                    stream.release()
+            else:
+                yield from _parquet_batches(self, batch_rows)
+                self.sha256 = sha256_of(self.source)
 
 
 def open_extract(source: InputFile, *, encoding: str = "utf-8") -> Extract:
@@ -309,7 +349,7 @@ def _open_csv(source: InputFile, encoding: str) -> Extract:
     )
 
 
-def _csv_batches(extract: Extract, batch_rows: int) -> Iterator[Batch]:
+def _csv_batches(extract: Extract, batch_rows: int, stream: io.RawIOBase) -> Iterator[Batch]:
     if not extract.has_records:  # a header alone, with or without its final newline
         return
     source, known = extract.source, extract.known
@@ -322,7 +362,7 @@ def _csv_batches(extract: Extract, batch_rows: int) -> Iterator[Batch]:
         return "skip"
 
     reader = pa_csv.open_csv(
-        pa.input_stream(str(source.path), compression=_compression(source.path)),
+        pa.input_stream(stream, compression=_compression(source.path)),
         read_options=pa_csv.ReadOptions(
             use_threads=False,  # record numbers of malformed rows are known only single-threaded
             block_size=CSV_BLOCK_BYTES,

@@ -196,3 +196,23 @@ def test_a_record_longer_than_the_read_block_fails_the_file_clearly(
         "(a record is longer than 65,536 bytes, the reader's block size)"
     )
     assert not (run.out / "summary.json").exists()
+
+
+@pytest.mark.parametrize("name", ["claims.csv", "claims.csv.gz", "claims.parquet"])
+def test_the_summary_carries_each_inputs_sha256(run_cli, tmp_path, name):
+    """Hashed from the bytes the parser reads (CSV), or in one pass after (Parquet)."""
+    import gzip
+    import shutil
+
+    source = SAMPLE_DATA / ("claims.parquet" if name.endswith("parquet") else "claims.csv")
+    extract = tmp_path / name
+    if name.endswith(".gz"):
+        extract.write_bytes(gzip.compress(source.read_bytes(), mtime=0))
+    else:
+        shutil.copy(source, extract)
+    run = run_cli(extract)
+    assert run.exit_code == 0
+    (listed,) = run.summary["inputs"]
+    assert listed["sha256"] == hashlib.sha256(extract.read_bytes()).hexdigest()
+    records = pq.ParquetFile(extract).metadata.num_rows if name.endswith("parquet") else 294
+    assert listed["rows"] == records
