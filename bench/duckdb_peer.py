@@ -1,11 +1,13 @@
 """The benchmark's peer: the same policy rules as one DuckDB SQL pass.
 
 Reads the extract (Parquet, or CSV with every column as text), validates every record
-(required values, line number, service date, NDC; on baclofen powder lines strength, unit,
-diagnosis codes, birth date, duplicate keys), decides every valid powder line (all ten
-reason codes, both advisories, the approval window) and writes results and rejects as
-Parquet. It is a fair peer, not a second implementation: it skips what only an auditor
-needs (source rows of malformed CSV records, reference row numbers, messages).
+(required values, line number, service date, NDC), scopes it, and only on baclofen powder
+lines parses and checks the rest (strength, unit, diagnosis codes, birth date, duplicate
+keys); decides every valid powder line (all ten reason codes, both advisories, the approval
+window) and writes results and rejects as Parquet. Its decisions, reasons and advisories
+equal pa-batch's line for line (the smoke test checks it). It is a lean peer, not a second
+implementation: it skips what only an auditor needs (malformed CSV records, reference row
+numbers, messages, the value as given).
 
     python bench/duckdb_peer.py EXTRACT OUT_DIR
 """
@@ -65,8 +67,9 @@ def run(extract: Path, out: Path) -> None:
     route_expression = "lower(regexp_replace(s.route, '\\s+', ' ', 'g'))"
     route_cases = route_cases.replace("WHEN r", "WHEN " + route_expression)
     products = ", ".join(repr(p) for p in PRODUCTS)
+    # 1. every record: the record checks and scope; the other columns kept for powder lines only
     con.execute(f"""
-        CREATE TEMP TABLE lines AS
+        CREATE TEMP TABLE records AS
         WITH src AS (
             SELECT row_number() OVER () AS source_row, {columns} FROM {_source(extract)}
         ), typed AS (
@@ -76,8 +79,6 @@ def run(extract: Path, out: Path) -> None:
                 END AS ln,
                 COALESCE(TRY_STRPTIME(service_date, '%Y-%m-%d'),
                          TRY_STRPTIME(service_date, '%Y%m%d'))::DATE AS service,
-                COALESCE(TRY_STRPTIME(member_birth_date, '%Y-%m-%d'),
-                         TRY_STRPTIME(member_birth_date, '%Y%m%d'))::DATE AS birth,
                 CASE
                     WHEN regexp_full_match(ndc, '[0-9]{{11}}') THEN ndc
                     WHEN regexp_full_match(ndc, '[0-9]{{5}}-[0-9]{{4}}-[0-9]{{2}}')
@@ -88,36 +89,51 @@ def run(extract: Path, out: Path) -> None:
                         THEN substr(ndc, 1, 5) || '0' || substr(ndc, 7, 3) || substr(ndc, 11, 2)
                     WHEN regexp_full_match(ndc, '[0-9]{{5}}-[0-9]{{4}}-[0-9]')
                         THEN substr(ndc, 1, 5) || substr(ndc, 7, 4) || '0' || substr(ndc, 12, 1)
-                END AS ndc11,
-                list_filter(string_split_regex(upper(replace(coalesce(diagnosis_codes, ''),
-                    '.', '')), '[,;|\\s]+'), lambda t: t <> '') AS dx
+                END AS ndc11
             FROM src
         ), scoped AS (
             SELECT *,
                 claim_id IS NOT NULL AND ln IS NOT NULL AND member_id IS NOT NULL
                     AND service IS NOT NULL AND ndc11 IS NOT NULL AS record_ok,
-                ndc11 IN ({products}) OR (contains(lower(drug_name), 'baclofen')
-                    AND (contains(lower(drug_name), 'powder') OR contains(lower(drug_name), 'bulk')))
+                coalesce(ndc11 IN ({products}), false) OR coalesce(contains(lower(drug_name), 'baclofen')
+                    AND (contains(lower(drug_name), 'powder') OR contains(lower(drug_name), 'bulk')), false)
                     AS powder
             FROM typed
         )
-        SELECT s.*, u.kind, u.factor,
-            CASE {route_cases}
-                 WHEN s.route IS NULL THEN NULL ELSE 'other' END AS route_n,
-            TRY_CAST(s.strength AS DOUBLE) AS amount
-        FROM scoped s
-        LEFT JOIN units u ON u.unit = lower(regexp_replace(s.strength_unit, '\\s', '', 'g'))
+        SELECT source_row, claim_id, line_number, member_id, service_date, ndc, ln, service,
+            ndc11, record_ok, powder,
+            CASE WHEN powder AND record_ok THEN drug_name END AS drug_name,
+            CASE WHEN powder AND record_ok THEN route END AS route,
+            CASE WHEN powder AND record_ok THEN strength END AS strength,
+            CASE WHEN powder AND record_ok THEN strength_unit END AS strength_unit,
+            CASE WHEN powder AND record_ok THEN diagnosis_codes END AS diagnosis_codes,
+            CASE WHEN powder AND record_ok THEN member_birth_date END AS member_birth_date
+        FROM scoped
     """)  # fmt: skip
-    con.execute("""
+    # 2. baclofen powder lines that passed: their own checks and parsed columns
+    con.execute(f"""
         CREATE TEMP TABLE checked AS
+        WITH parsed AS (
+            SELECT s.*, u.kind, u.factor,
+                CASE {route_cases}
+                     WHEN s.route IS NULL THEN NULL ELSE 'other' END AS route_n,
+                TRY_CAST(s.strength AS DOUBLE) AS amount,
+                COALESCE(TRY_STRPTIME(member_birth_date, '%Y-%m-%d'),
+                         TRY_STRPTIME(member_birth_date, '%Y%m%d'))::DATE AS birth,
+                list_filter(string_split_regex(upper(replace(coalesce(diagnosis_codes, ''),
+                    '.', '')), '[,;|\\s]+'), lambda t: t <> '') AS dx
+            FROM records s
+            LEFT JOIN units u ON u.unit = lower(regexp_replace(s.strength_unit, '\\s', '', 'g'))
+            WHERE s.powder AND s.record_ok
+        )
         SELECT *,
-            powder AND record_ok AND (strength IS NULL OR (amount > 0 AND isfinite(amount)))
+            (strength IS NULL OR coalesce(amount > 0 AND isfinite(amount), false))
               AND (strength_unit IS NULL OR kind IS NOT NULL)
-              AND list_bool_and(list_transform(dx, lambda t: regexp_full_match(t, '[A-Z][0-9][0-9A-Z]{1,5}')))
+              AND list_bool_and(list_transform(dx, lambda t: regexp_full_match(t, '[A-Z][0-9][0-9A-Z]{{1,5}}')))
                   IS NOT FALSE
               AND (member_birth_date IS NULL OR birth IS NOT NULL)
               AND NOT coalesce(birth > service, false) AS line_ok
-        FROM lines
+        FROM parsed
     """)  # fmt: skip
     con.execute(f"""
         COPY (
@@ -172,7 +188,7 @@ def run(extract: Path, out: Path) -> None:
         COPY (
             SELECT source_row, claim_id, line_number, col AS column, code AS error_code
             FROM (
-                SELECT *, unnest([
+                SELECT source_row, claim_id, line_number, unnest([
                     CASE WHEN claim_id IS NULL THEN {{'col': 'claim_id', 'code': 'MISSING_REQUIRED_VALUE'}} END,
                     CASE WHEN line_number IS NULL THEN {{'col': 'line_number', 'code': 'MISSING_REQUIRED_VALUE'}}
                          WHEN ln IS NULL OR ln < 1 THEN {{'col': 'line_number', 'code': 'INVALID_LINE_NUMBER'}} END,
@@ -180,10 +196,20 @@ def run(extract: Path, out: Path) -> None:
                     CASE WHEN service_date IS NULL THEN {{'col': 'service_date', 'code': 'MISSING_REQUIRED_VALUE'}}
                          WHEN service IS NULL THEN {{'col': 'service_date', 'code': 'INVALID_DATE'}} END,
                     CASE WHEN ndc IS NULL THEN {{'col': 'ndc', 'code': 'MISSING_REQUIRED_VALUE'}}
-                         WHEN ndc11 IS NULL THEN {{'col': 'ndc', 'code': 'INVALID_NDC'}} END,
-                    CASE WHEN record_ok AND powder AND NOT line_ok THEN {{'col': 'line', 'code': 'POWDER_LINE_CHECK'}} END
+                         WHEN ndc11 IS NULL THEN {{'col': 'ndc', 'code': 'INVALID_NDC'}} END
                 ], recursive := true)
-                FROM checked WHERE NOT record_ok OR (powder AND NOT line_ok)
+                FROM records WHERE NOT record_ok
+                UNION ALL
+                SELECT source_row, claim_id, line_number,
+                    unnest([{{'col': 'line', 'code': 'POWDER_LINE_CHECK'}}], recursive := true)
+                FROM checked WHERE NOT line_ok
+                UNION ALL
+                SELECT source_row, claim_id, line_number,
+                    unnest([{{'col': 'line_number', 'code': 'DUPLICATE_KEY'}}], recursive := true)
+                FROM (
+                    SELECT *, row_number() OVER (PARTITION BY claim_id, ln ORDER BY source_row) AS nth
+                    FROM checked WHERE line_ok
+                ) WHERE nth > 1
             ) WHERE code IS NOT NULL
             ORDER BY source_row
         ) TO '{out / "rejects.parquet"}' (FORMAT parquet, COMPRESSION zstd)
