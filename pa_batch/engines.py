@@ -4,7 +4,8 @@ Engines differ only in scheduling. Both hand the pipeline its batches decided an
 order; everything that spans batches (duplicate keys, counts, record numbers, the commit)
 stays with the pipeline, so the outputs are the same bytes whichever engine ran.
 
-- ``local``: in this process, one batch after another.
+- ``local``: in this process, one batch after another, the next batch read by a thread
+  meanwhile (Arrow decodes and parses without holding the GIL).
 - ``dask``: on the workers of a Dask cluster, an existing one (``--scheduler ADDRESS``) or a
   local one. The client reads the inputs (so CSV record numbers stay exact and workers need
   no access to the files), sends each batch to a worker, and takes the decided batches back
@@ -14,6 +15,8 @@ stays with the pipeline, so the outputs are the same bytes whichever engine ran.
 from __future__ import annotations
 
 import os
+import queue
+import threading
 from collections import deque
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, ExitStack
@@ -36,8 +39,54 @@ class LocalEngine(AbstractContextManager):
         return None
 
     def decide(self, batches: Iterable[Batch], source_file: str) -> Iterator[DecidedBatch]:
-        for batch in batches:
+        for batch in read_ahead(batches):
             yield decide_batch(batch, source_file, self.reference)
+
+
+_DONE = object()
+
+
+def read_ahead(items: Iterable, depth: int = 1) -> Iterator:
+    """``items`` in order, the next ``depth`` produced by a thread while the caller works.
+
+    An exception in the producer is raised here, in the caller's thread, at the point the
+    item would have come; a caller that stops early stops the producer too.
+    """
+    handoff: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        handoff.put((item, None), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            handoff.put((_DONE, None))
+        except BaseException as error:  # handed to the caller, raised there
+            handoff.put((_DONE, error))
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:  # a generator closes in the thread that ran it
+                close()
+
+    producer = threading.Thread(target=produce, name="pa-batch-read-ahead", daemon=True)
+    producer.start()
+    try:
+        while True:
+            item, error = handoff.get()
+            if error is not None:
+                raise error
+            if item is _DONE:
+                return
+            yield item
+    finally:
+        stop.set()
+        producer.join()
 
 
 class DaskEngine(AbstractContextManager):

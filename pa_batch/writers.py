@@ -22,6 +22,7 @@ import json
 import os
 import shutil
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
@@ -79,7 +80,12 @@ def neutralize_for_spreadsheets(table: pa.Table) -> pa.Table:
 
 
 class TableWriter:
-    """Streams batches of one output table (Parquet or CSV) with a fixed schema."""
+    """Streams batches of one output table (Parquet or CSV) with a fixed schema.
+
+    Each batch is converted and written by a thread while the caller decides the next one
+    (Arrow compresses and writes without holding the GIL); one batch at most is in flight,
+    and a failure of it is raised by the next ``write`` or by ``close``.
+    """
 
     def __init__(self, path: Path, schema: pa.Schema, fmt: str):
         self.path = path
@@ -88,6 +94,8 @@ class TableWriter:
         self.rows = 0
         self._pending: list[pa.Table] = []  # Parquet rows not yet making a whole row group
         self._pending_rows = 0
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pa-batch-write")
+        self._in_flight: Future | None = None
         if fmt == PARQUET:
             self._writer = pq.ParquetWriter(path, schema, compression="zstd")
         else:
@@ -98,8 +106,17 @@ class TableWriter:
     def write(self, frame: pd.DataFrame) -> None:
         if frame.empty:
             return
+        self._wait()
+        self.rows += len(frame)
+        self._in_flight = self._thread.submit(self._write, frame)
+
+    def _wait(self) -> None:
+        if self._in_flight is not None:
+            in_flight, self._in_flight = self._in_flight, None
+            in_flight.result()
+
+    def _write(self, frame: pd.DataFrame) -> None:
         table = to_arrow(frame, self.schema)
-        self.rows += table.num_rows
         if self.format == CSV:
             self._writer.write_table(neutralize_for_spreadsheets(table))
             return
@@ -109,9 +126,13 @@ class TableWriter:
             self._flush_row_groups(final=False)
 
     def close(self) -> None:
-        if self.format == PARQUET:
-            self._flush_row_groups(final=True)
-        self._writer.close()
+        try:
+            self._wait()
+            if self.format == PARQUET:
+                self._flush_row_groups(final=True)
+            self._writer.close()
+        finally:
+            self._thread.shutdown(wait=True)
 
     def _flush_row_groups(self, *, final: bool) -> None:
         """Write every whole row group pending (and, at the end, the rest)."""

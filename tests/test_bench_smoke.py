@@ -36,3 +36,10 @@ def test_benchmark_smoke_runs_both_sides_and_they_agree(tmp_path):
     both = ours.merge(peer, on="source_row", suffixes=("", "_peer"))
     for column in ("decision", "reasons", "advisories"):
         assert (both[column] == both[f"{column}_peer"]).all(), column
+    our_rejects = pd.read_parquet(tmp_path / "out" / "pa_batch" / "rejects.parquet")
+    peer_rejects = pd.read_parquet(tmp_path / "out" / "peer" / "rejects.parquet")
+    # the peer skips malformed CSV records (it reads every record it can, as DuckDB does)
+    ours_rejected = set(
+        our_rejects.loc[our_rejects["error_code"] != "MALFORMED_RECORD", "source_row"]
+    )
+    assert ours_rejected == set(peer_rejects["source_row"])
