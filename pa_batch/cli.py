@@ -124,7 +124,9 @@ def run(
         list[Path],
         typer.Argument(
             metavar="INPUT",
-            help="Claim extracts, in order: .csv, .csv.gz (UTF-8 unless --encoding) or .parquet.",
+            help="Claim extracts, in order: .csv, .csv.gz (UTF-8 unless --encoding) or "
+            ".parquet files; directories (their extracts in name order); quoted glob patterns "
+            "('claims/2024-*.parquet').",
             show_default=False,
         ),
     ],
@@ -203,6 +205,16 @@ def run(
             envvar=_env("SCHEDULER"),
         ),
     ] = None,
+    keep_runs: Annotated[
+        int,
+        typer.Option(
+            "--keep-runs",
+            min=1,
+            max=100_000,
+            help="Committed runs kept under DIR/.pa-batch/runs, newest first (default 30).",
+            envvar=_env("KEEP_RUNS"),
+        ),
+    ] = 30,
     debug: Annotated[bool, typer.Option("--debug", help="Show a traceback on failure.")] = False,
 ) -> None:
     """Decide every baclofen powder line of INPUT...; write results, rejects and a summary."""
@@ -231,20 +243,24 @@ def run(
         run_id=run_id,
         engine=engine.value,
         scheduler=scheduler,
+        keep_runs=keep_runs,
         **({"batch_rows": batch_rows} if batch_rows else {}),
     )
     try:
         report = run_pipeline(options, progress=log)
     except RunError as error:
-        _fail(log, debug, error.message, file=error.file, column=error.column)
+        _fail(log, debug, error.message, file=error.file, column=error.column, out=out)
     except Exception as error:  # an unexpected failure: its text may quote data, so name the type
         _fail(
             log,
             debug,
             f"internal error ({type(error).__name__}); rerun with --debug for a traceback",
+            out=out,
         )
     for warning in report.warnings:
         log.warning(warning, file=str(out))
+    for notice in report.notices:
+        log.warning(notice)
     log.committed(
         out=str(out),
         rows_read=report.counts.rows_read,
@@ -258,6 +274,61 @@ def run(
     log.finished("committed", EXIT_OK)
 
 
+@app.command("runs")
+def runs_command(
+    out: Annotated[
+        Path, typer.Argument(metavar="DIR", help="An output directory of pa-batch run.")
+    ],
+) -> None:
+    """List DIR's runs, newest first: committed ones (kept by --keep-runs) and failures."""
+    from pa_batch.history import list_runs, runs_table
+
+    try:
+        runs = list_runs(out)
+    except RunError as error:
+        typer.echo(f"pa-batch: error: {error}", err=True)
+        raise typer.Exit(EXIT_FAILED) from None
+    typer.echo(runs_table(runs))
+
+
+@app.command("diff")
+def diff_command(
+    old: Annotated[str, typer.Argument(metavar="OLD", help="An output directory, run dir or id.")],
+    new: Annotated[str, typer.Argument(metavar="NEW", help="An output directory, run dir or id.")],
+    out: Annotated[Path, typer.Option("--out", help="The differing lines, as .csv or .parquet.")],
+    runs_in: Annotated[
+        Path | None,
+        typer.Option("--in", help="The output directory whose history holds OLD and NEW ids."),
+    ] = None,
+) -> None:
+    """Every line whose decision, reasons or approval window differ between two committed
+    runs, or that only one decided; prints the decision transitions (counts only).
+
+    OLD and NEW are output directories (their current run), run directories, or run ids in
+    the history of --in DIR (or of the other argument, when it is an output directory).
+    """
+    from pa_batch.diff import diff_runs, read_results, transitions, write_diff
+    from pa_batch.history import resolve_run
+
+    def base_for(other: str) -> Path | None:
+        if runs_in is not None:
+            return runs_in
+        other_path = Path(other)
+        return other_path if (other_path / ".pa-batch").is_dir() else None
+
+    try:
+        old_run = resolve_run(old, base_for(new))
+        new_run = resolve_run(new, base_for(old))
+        differences = diff_runs(read_results(old_run), read_results(new_run))
+        write_diff(differences, out)
+    except RunError as error:
+        typer.echo(f"pa-batch: error: {error}", err=True)
+        raise typer.Exit(EXIT_FAILED) from None
+    typer.echo(f"{len(differences):,} lines differ; written to {out}")
+    for (before, after), count in sorted(transitions(differences).items()):
+        typer.echo(f"  {before} \u2192 {after}: {count:,}")
+
+
 def _check_encoding(encoding: str) -> None:
     try:
         codec = codecs.lookup(encoding)
@@ -269,11 +340,34 @@ def _check_encoding(encoding: str) -> None:
 
 
 def _fail(
-    log: RunLog, debug: bool, message: str, *, file: str | None = None, column: str | None = None
+    log: RunLog,
+    debug: bool,
+    message: str,
+    *,
+    file: str | None = None,
+    column: str | None = None,
+    out: Path,
 ) -> NoReturn:
+    from datetime import UTC, datetime
+
+    from pa_batch.writers import record_failure
+
     if debug:
         traceback.print_exc()
     log.failed(message, file=file, column=column)
+    record_failure(
+        out,
+        {
+            "run_id": log.run_id,
+            "status": "failed",
+            "failed_at": datetime.now(UTC).replace(microsecond=0).isoformat(),
+            "exit_code": EXIT_FAILED,
+            "error": message,
+            "file": file,
+            "column": column,
+            "pa_batch_version": __version__,
+        },
+    )
     log.finished("failed", EXIT_FAILED)
     raise typer.Exit(EXIT_FAILED)
 

@@ -20,7 +20,7 @@ from pa_batch.runlog import RunLog
 from pa_batch.schemas.outputs import REJECTS_SCHEMA, RESULTS_SCHEMA
 from pa_batch.state import ClaimKeyRegistry, RunCounts
 from pa_batch.summary import InputRecord, RunReport, summary_json, summary_markdown
-from pa_batch.writers import OutputDirectory, TableWriter
+from pa_batch.writers import DEFAULT_KEEP_RUNS, OutputDirectory, TableWriter
 
 SUMMARY_JSON = "summary.json"
 SUMMARY_MD = "summary.md"
@@ -38,6 +38,7 @@ class RunOptions:
     run_id: str | None = None  # a scheduler's own id; a fresh one when absent
     engine: str = LOCAL  # where the pure batch work runs: local or dask
     scheduler: str | None = None  # the dask engine's scheduler address; a local cluster if None
+    keep_runs: int = DEFAULT_KEEP_RUNS  # committed runs kept in DIR's history
 
 
 def run(options: RunOptions, progress: RunLog | None = None) -> RunReport:
@@ -50,14 +51,14 @@ def run(options: RunOptions, progress: RunLog | None = None) -> RunReport:
     # every header is checked before any record is decided: a bad third file fails at once
     extracts = [
         readers.open_extract(readers.input_file(path), encoding=options.encoding)
-        for path in options.inputs
+        for path in readers.expand_inputs(options.inputs)
     ]
     reference = load_reference(options.reference_dir)
 
     results_name = f"results.{options.output_format}"
     rejects_name = f"rejects.{options.output_format}"
     published = [results_name, rejects_name, SUMMARY_MD, SUMMARY_JSON]
-    output = OutputDirectory(options.out_dir, options.run_id).open(published)
+    output = OutputDirectory(options.out_dir, options.run_id, options.keep_runs).open(published)
     engine = None
     try:
         engine = open_engine(options.engine, reference, options.scheduler)
@@ -81,6 +82,7 @@ def run(options: RunOptions, progress: RunLog | None = None) -> RunReport:
                 record.rows += decided.rows_read
                 counts.rows_read += decided.rows_read
                 counts.outcomes.update(outcome.outcomes)
+                record.outcomes.update(outcome.outcomes)
                 counts.reasons.update(outcome.reasons)
                 counts.advisories.update(outcome.advisories)
                 counts.errors.update(outcome.errors)
@@ -105,14 +107,22 @@ def run(options: RunOptions, progress: RunLog | None = None) -> RunReport:
                 "reference_dir": str(options.reference_dir) if options.reference_dir else None,
                 "max_reject_rate": options.max_reject_rate,
                 "encoding": options.encoding,
+                "batch_rows": options.batch_rows,
                 "engine": options.engine,
+                "keep_runs": options.keep_runs,
             },
             outputs={"results": results_name, "rejects": rejects_name, "summary": SUMMARY_JSON},
             started_at=started_at,
             run_id=output.run_id,
         )
         report.seconds = time.monotonic() - started
+        report.finished_at = datetime.now(UTC).replace(microsecond=0).isoformat()
+        report.notices = same_file_notices(inputs)
         output.write_text(SUMMARY_MD, summary_markdown(report))
+        report.output_sha256 = {
+            name: readers.sha256_of_path(output.path(name))
+            for name in (results_name, rejects_name, SUMMARY_MD)
+        }
         output.write_json(SUMMARY_JSON, summary_json(report))
         output.commit(published)
         report.warnings = output.warnings
@@ -128,6 +138,20 @@ def run(options: RunOptions, progress: RunLog | None = None) -> RunReport:
         if engine is not None:
             engine.__exit__(None, None, None)
         output.close()
+
+
+def same_file_notices(inputs: list[InputRecord]) -> list[str]:
+    """A notice for each input whose bytes equal an earlier one's (the same day sent twice)."""
+    first_with: dict[str, int] = {}
+    notices = []
+    for number, record in enumerate(inputs, start=1):
+        earlier = first_with.setdefault(record.sha256, number)
+        if earlier != number:
+            notices.append(
+                f"input {number} ({record.path}) has the same SHA-256 as input {earlier} "
+                f"({inputs[earlier - 1].path}): the same file read twice?"
+            )
+    return notices
 
 
 def reconcile(counts: RunCounts, results_written: int) -> None:

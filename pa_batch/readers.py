@@ -12,6 +12,7 @@ from __future__ import annotations
 import codecs
 import csv
 import difflib
+import glob
 import gzip
 import hashlib
 import io
@@ -66,6 +67,41 @@ class InputFile:
         return str(self.path)
 
 
+INPUT_SUFFIXES = (".csv", ".csv.gz", ".parquet")
+_GLOB_CHARACTERS = re.compile(r"[*?\[]")
+
+
+def expand_inputs(arguments: list[Path]) -> list[Path]:
+    """The input files an argument list names, in order.
+
+    A file stands for itself; a directory for every ``.csv``, ``.csv.gz`` and ``.parquet``
+    file directly inside it, in name order; a glob pattern (``claims/2024-*.parquet``,
+    expanded here, not by a shell) for the files it matches, in name order. A directory or
+    pattern that names no file fails the run, naming it.
+    """
+    files: list[Path] = []
+    for argument in arguments:
+        if argument.is_dir():
+            found = sorted(
+                entry
+                for entry in argument.iterdir()
+                if entry.is_file() and entry.name.lower().endswith(INPUT_SUFFIXES)
+            )
+            if not found:
+                raise RunError(
+                    "directory holds no .csv, .csv.gz or .parquet file", file=str(argument)
+                )
+        elif _GLOB_CHARACTERS.search(str(argument)) and not argument.exists():
+            found = sorted(Path(match) for match in glob.glob(str(argument)))
+            found = [path for path in found if path.is_file()]
+            if not found:
+                raise RunError("pattern matches no file", file=str(argument))
+        else:
+            found = [argument]
+        files.extend(found)
+    return files
+
+
 def input_file(path: Path) -> InputFile:
     """Identify an input by extension; unsupported or missing files fail the run."""
     name = path.name.lower()
@@ -107,6 +143,14 @@ class _HashingFile(io.RawIOBase):
         """Close the file. (``close`` is the reader's: Arrow closes a stream it has finished,
         but the digest still needs the file.)"""
         self._file.close()
+
+
+def sha256_of_path(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for chunk in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def sha256_of(source: InputFile) -> str:

@@ -5,6 +5,8 @@ Counts, codes, file paths and checksums only: no member-level data ever goes in 
 
 from __future__ import annotations
 
+import platform
+from collections import Counter
 from dataclasses import dataclass, field
 
 from pa_batch import __version__
@@ -25,6 +27,7 @@ class InputRecord:
     rows: int = 0
     # header names the contract does not know, so a misspelt column is visible
     ignored_columns: list[str] = field(default_factory=list)
+    outcomes: Counter[str] = field(default_factory=Counter)  # this file's five outcomes
 
 
 @dataclass
@@ -35,9 +38,12 @@ class RunReport:
     options: dict
     outputs: dict[str, str] = field(default_factory=dict)
     started_at: str = ""
+    finished_at: str = ""
     run_id: str = ""
     seconds: float = 0.0
+    output_sha256: dict[str, str] = field(default_factory=dict)  # the files beside summary.json
     warnings: list[str] = field(default_factory=list)  # after the commit; the run stands
+    notices: list[str] = field(default_factory=list)  # worth a look, in the summary: same files
 
     @property
     def reject_rate(self) -> float:
@@ -50,11 +56,30 @@ class RunReport:
         return limit is not None and self.reject_rate > limit
 
 
+SUMMARY_FORMAT_VERSION = 2
+LIBRARIES = ("pandas", "pyarrow", "pandera", "numpy", "typer")
+
+
+def library_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {"python": platform.python_version()}
+    for name in LIBRARIES:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = "not installed"
+    return found
+
+
 def summary_json(report: RunReport) -> dict:
+    """The run's summary and manifest: enough to reproduce it (inputs, reference files and
+    outputs by SHA-256, options, versions)."""
     counts = report.counts
     return {
+        "format_version": SUMMARY_FORMAT_VERSION,
         "policy": {"id": POLICY_ID, "version": POLICY_VERSION, "title": POLICY_TITLE},
-        "tool": {"name": "pa_batch", "version": __version__},
+        "tool": {"name": "pa_batch", "version": __version__, "libraries": library_versions()},
         "counts": {"rows_read": counts.rows_read, **{o: counts.outcomes[o] for o in OUTCOMES}},
         "reasons": {c.code: counts.reasons[c.code] for c in CRITERIA},
         "advisories": {a.code: counts.advisories[a.code] for a in ADVISORIES},
@@ -72,6 +97,7 @@ def summary_json(report: RunReport) -> dict:
                 "format": i.format,
                 "rows": i.rows,
                 "sha256": i.sha256,
+                "counts": {o: i.outcomes[o] for o in OUTCOMES},
                 "ignored_columns": i.ignored_columns,
             }
             for i in report.inputs
@@ -80,11 +106,17 @@ def summary_json(report: RunReport) -> dict:
             {"name": r.name, "origin": r.origin, "rows": r.rows, "sha256": r.sha256}
             for r in report.reference
         ],
-        "outputs": report.outputs,
+        "notices": report.notices,
+        "outputs": {
+            **report.outputs,
+            "sha256": report.output_sha256,
+        },
         "options": report.options,
         "run": {
             "id": report.run_id,
+            "status": "committed_over_threshold" if report.over_reject_threshold else "committed",
             "started_at": report.started_at,
+            "finished_at": report.finished_at,
             "seconds": round(report.seconds, 3),
         },
     }
@@ -136,10 +168,18 @@ def summary_markdown(report: RunReport) -> str:
         "",
         "## Inputs",
         "",
-        "| file | format | records | SHA-256 |",
-        "|---|---|---:|---|",
-        *[f"| `{i.path}` | {i.format} | {i.rows:,} | `{i.sha256}` |" for i in report.inputs],
+        "| file | format | records | approved | denied | investigational | out of scope "
+        "| rejected | SHA-256 |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|",
+        *[
+            f"| `{i.path}` | {i.format} | {i.rows:,} | "
+            + " | ".join(f"{i.outcomes[o]:,}" for o in OUTCOMES)
+            + f" | `{i.sha256}` |"
+            for i in report.inputs
+        ],
         "",
+        *[f"**Notice:** {notice}" for notice in report.notices],
+        *([""] if report.notices else []),
         *_ignored_columns_lines(report.inputs),
         "## Reference data",
         "",

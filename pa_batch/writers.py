@@ -4,7 +4,9 @@ Layout of an output directory DIR::
 
     DIR/results.parquet  -> .pa-batch/current/results.parquet   (and rejects, summaries)
     DIR/.pa-batch/current -> runs/<run id>                       (one atomic symlink swap)
-    DIR/.pa-batch/runs/<run id>/                                 (a complete committed run)
+    DIR/.pa-batch/runs/<run id>/                                 (a committed run; .committed
+                                                                  marks it; --keep-runs newest)
+    DIR/.pa-batch/failures/<run id>.json                         (what a failed run said)
     DIR/.pa-batch/staging-<run id>/                              (a run being written)
     DIR/.pa-batch/lock                                           (held while a run writes)
 
@@ -36,6 +38,9 @@ from pa_batch.errors import RunError
 PARQUET = "parquet"
 CSV = "csv"
 CONTROL_DIR = ".pa-batch"
+COMMITTED_MARK = ".committed"  # in runs/<id>: the run was committed (current at some time)
+DEFAULT_KEEP_RUNS = 30
+KEEP_FAILURES = 30
 FILE_MODE = 0o640  # never world-readable: these files hold PHI
 DIR_MODE = 0o750
 _SPREADSHEET_TRIGGER = r"^[=+\-@\t\r\n]"
@@ -150,8 +155,11 @@ class TableWriter:
 class OutputDirectory:
     """One run's outputs in DIR: a lock, a staging directory, and the atomic commit."""
 
-    def __init__(self, out_dir: Path, run_id: str | None = None):
+    def __init__(
+        self, out_dir: Path, run_id: str | None = None, keep_runs: int = DEFAULT_KEEP_RUNS
+    ):
         self.out_dir = out_dir
+        self.keep_runs = keep_runs
         self.control = out_dir / CONTROL_DIR
         self.run_id = run_id or new_run_id()
         self.staging = self.control / f"staging-{self.run_id}"
@@ -248,11 +256,12 @@ class OutputDirectory:
         _atomic_symlink(Path("runs") / self.run_id, self.control / "current")
         # Committed: the directory serves the new run from here on. What follows is tidying;
         # a failure of it is a warning (the next run tidies again), never "nothing committed".
+        del previous  # kept in the history until --keep-runs retires it
         try:
+            _mark_committed(run_dir)
             _fsync(self.control)
             self._unlink_stale_names(names)
-            if previous is not None and previous.name != self.run_id:
-                shutil.rmtree(self.control / "runs" / previous.name)
+            self._retire_old_runs()
         except OSError as error:
             self.warnings.append(
                 f"committed; tidying the output directory failed ({error.strerror or 'I/O error'})"
@@ -272,8 +281,8 @@ class OutputDirectory:
         return Path(os.readlink(current)) if current.is_symlink() else None
 
     def _remove_leftovers(self) -> None:
-        """Staging of killed runs, committed runs no longer current, half-made symlinks of a
-        killed commit (we hold the lock)."""
+        """Staging of killed runs, run directories a killed commit never made current,
+        half-made symlinks of a killed commit (we hold the lock). Committed runs stay."""
         current = self._current_target()
         for directory in (self.out_dir, self.control):
             for entry in directory.glob(f".*{_TEMPORARY_LINK_SUFFIX}"):
@@ -284,8 +293,17 @@ class OutputDirectory:
         runs = self.control / "runs"
         if runs.is_dir():
             for entry in runs.iterdir():
-                if current is None or entry.name != current.name:
+                if current is not None and entry.name == current.name:
+                    _mark_committed(entry)  # a commit killed between swap and mark
+                elif not (entry / COMMITTED_MARK).exists():
                     shutil.rmtree(entry, ignore_errors=True)
+
+    def _retire_old_runs(self) -> None:
+        """Keep the newest ``keep_runs`` committed runs (the current one always)."""
+        committed = committed_runs(self.control)
+        for entry in committed[self.keep_runs :]:
+            if entry.name != self.run_id:
+                shutil.rmtree(entry)
 
     def _unlink_stale_names(self, names: list[str]) -> None:
         """Links to files the current run does not have (e.g. results.csv after a Parquet run)."""
@@ -295,6 +313,46 @@ class OutputDirectory:
                 continue
             if Path(os.readlink(link)).parent == prefix and not link.exists():
                 link.unlink()
+
+
+def committed_runs(control: Path) -> list[Path]:
+    """The committed run directories under ``control``, newest first."""
+    runs = control / "runs"
+    if not runs.is_dir():
+        return []
+    marked = [entry for entry in runs.iterdir() if (entry / COMMITTED_MARK).exists()]
+    return sorted(
+        marked, key=lambda entry: (entry / COMMITTED_MARK).stat().st_mtime_ns, reverse=True
+    )
+
+
+def _mark_committed(run_dir: Path) -> None:
+    descriptor = os.open(run_dir / COMMITTED_MARK, os.O_WRONLY | os.O_CREAT, FILE_MODE)
+    os.close(descriptor)
+
+
+def record_failure(out_dir: Path, record: dict) -> None:
+    """Leave what a failed run said beside the history, for an operator without the console.
+
+    Best effort: a directory that cannot take it (the very failure, perhaps) is left alone.
+    ``record`` carries codes, paths and the one-line message, never a cell value.
+    """
+    failures = out_dir / CONTROL_DIR / "failures"
+    try:
+        if not (out_dir / CONTROL_DIR).is_dir():  # no history to stand beside: nothing made
+            return
+        make_directories(failures)
+        target = failures / f"{record['run_id']}.json"
+        temporary = failures / f".{record['run_id']}.json.tmp"
+        temporary.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        os.chmod(temporary, FILE_MODE)
+        os.replace(temporary, target)
+        for old in sorted(failures.glob("*.json"), key=lambda p: p.stat().st_mtime_ns)[
+            :-KEEP_FAILURES
+        ]:
+            old.unlink()
+    except OSError:
+        return
 
 
 def new_run_id() -> str:

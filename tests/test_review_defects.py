@@ -76,13 +76,16 @@ def test_a_cleanup_failure_after_the_commit_is_a_warning_not_a_failure(
         return real_rmtree(path, *args, **kwargs)
 
     monkeypatch.setattr(writers.shutil, "rmtree", failing_rmtree)
-    second = _cli("run", write_csv([LINE, LINE.replace("C1", "C2")]), "--out", out)
+    second = _cli(
+        "run", write_csv([LINE, LINE.replace("C1", "C2")]), "--out", out, "--keep-runs", "1"
+    )
     assert second.exit_code == 0, second.output
     assert "pa-batch: warning:" in second.stderr and "committed" in second.stderr
     assert json.loads((out / "summary.json").read_text())["counts"]["rows_read"] == 2
 
     monkeypatch.undo()
-    assert _cli("run", write_csv([LINE]), "--out", out).exit_code == 0  # the next run tidies
+    # the next run tidies
+    assert _cli("run", write_csv([LINE]), "--out", out, "--keep-runs", "1").exit_code == 0
     assert len(os.listdir(out / ".pa-batch" / "runs")) == 1
 
 

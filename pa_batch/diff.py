@@ -1,0 +1,127 @@
+"""`pa-batch diff OLD NEW`: what changed between two committed runs, line by line.
+
+Reads the runs' own results (never re-decides). Lines are matched on (claim_id,
+line_number), the claim line's key, unique among a run's results. A line differs when its
+decision, reasons or approval window differ, or when only one run decided it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pa_batch.errors import RunError
+
+KEY = ["claim_id", "line_number"]
+COMPARED = ["decision", "reasons", "approval_start", "approval_end"]
+NONE = "(none)"
+DIFF_SCHEMA = pa.schema(
+    [
+        ("claim_id", pa.string()),
+        ("line_number", pa.int64()),
+        ("service_date", pa.date32()),
+        ("change", pa.string()),
+        ("old_decision", pa.string()),
+        ("new_decision", pa.string()),
+        ("old_reasons", pa.string()),
+        ("new_reasons", pa.string()),
+        ("old_approval_start", pa.date32()),
+        ("new_approval_start", pa.date32()),
+        ("old_approval_end", pa.date32()),
+        ("new_approval_end", pa.date32()),
+    ]
+)
+
+
+def read_results(run_dir: Path) -> pd.DataFrame:
+    """A committed run's results, whichever format it wrote."""
+    parquet, csv = run_dir / "results.parquet", run_dir / "results.csv"
+    columns = [*KEY, "service_date", *COMPARED]
+    if parquet.exists():
+        frame = pq.read_table(parquet, columns=columns).to_pandas()
+    elif csv.exists():
+        frame = pd.read_csv(csv, dtype="str", keep_default_na=False, usecols=columns)
+        # undo the spreadsheet guard: a leading ' before = + - @ was added on writing
+        frame["claim_id"] = frame["claim_id"].str.replace(r"^'(?=[=+\-@\t\r\n])", "", regex=True)
+        frame["line_number"] = frame["line_number"].astype("int64")
+        for column in ("service_date", "approval_start", "approval_end"):
+            frame[column] = pd.to_datetime(frame[column].replace("", None)).dt.date
+    else:
+        raise RunError("no results file in the run", file=str(run_dir))
+    for column in ("service_date", "approval_start", "approval_end"):
+        frame[column] = pd.to_datetime(frame[column]).astype("datetime64[s]")
+    frame["reasons"] = frame["reasons"].fillna("")
+    return frame
+
+
+def diff_runs(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
+    both = old.merge(new, on=KEY, how="outer", suffixes=("_old", "_new"), indicator=True)
+    only_old = both["_merge"] == "left_only"
+    only_new = both["_merge"] == "right_only"
+    changes = pd.Series("", index=both.index, dtype="str")
+    for column, label in (
+        ("decision", "decision"),
+        ("reasons", "reasons"),
+        ("approval_start", "approval window"),
+        ("approval_end", "approval window"),
+    ):
+        differs = ~(
+            (both[f"{column}_old"] == both[f"{column}_new"]).fillna(False)
+            | (both[f"{column}_old"].isna() & both[f"{column}_new"].isna())
+        )
+        differs &= ~(only_old | only_new)
+        mark = differs & ~changes.str.contains(label, regex=False)
+        changes = changes.where(~mark, changes.where(changes == "", changes + ", ") + label)
+    changes = changes.where(~only_old, "only in old").where(~only_new, "only in new")
+    changed = both[changes != ""].assign(change=changes[changes != ""])
+    return (
+        pd.DataFrame(
+            {
+                "claim_id": changed["claim_id"],
+                "line_number": changed["line_number"],
+                "service_date": changed["service_date_new"].fillna(changed["service_date_old"]),
+                "change": changed["change"],
+                "old_decision": changed["decision_old"],
+                "new_decision": changed["decision_new"],
+                "old_reasons": changed["reasons_old"],
+                "new_reasons": changed["reasons_new"],
+                "old_approval_start": changed["approval_start_old"],
+                "new_approval_start": changed["approval_start_new"],
+                "old_approval_end": changed["approval_end_old"],
+                "new_approval_end": changed["approval_end_new"],
+            }
+        )
+        .sort_values(KEY, kind="stable")
+        .reset_index(drop=True)
+    )
+
+
+def transitions(differences: pd.DataFrame) -> Counter[tuple[str, str]]:
+    old = differences["old_decision"].fillna(NONE).astype("str")
+    new = differences["new_decision"].fillna(NONE).astype("str")
+    return Counter(zip(old, new, strict=True))
+
+
+def write_diff(differences: pd.DataFrame, path: Path) -> None:
+    from pa_batch.writers import TableWriter
+
+    name = path.name.lower()
+    if name.endswith(".parquet"):
+        fmt = "parquet"
+    elif name.endswith(".csv"):
+        fmt = "csv"
+    else:
+        raise RunError("the diff file must end in .csv or .parquet", file=str(path))
+    temporary = path.with_name(f".{path.name}.partial")
+    try:
+        writer = TableWriter(temporary, DIFF_SCHEMA, fmt)
+        writer.write(differences)
+        writer.close()
+        temporary.replace(path)
+    except OSError as error:
+        temporary.unlink(missing_ok=True)
+        raise RunError(f"cannot write the diff ({error.strerror})", file=str(path)) from None
