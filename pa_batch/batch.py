@@ -32,9 +32,8 @@ from pa_batch.facts import line_facts
 from pa_batch.policy import (
     OUT_OF_SCOPE,
     OUTCOMES,
-    POLICY_ID,
-    POLICY_VERSION,
     REJECTED,
+    PolicyDefinition,
 )
 from pa_batch.readers import Batch
 from pa_batch.reference import ReferenceData
@@ -95,7 +94,8 @@ def decide_batch(batch: Batch, source_file: str, reference: ReferenceData) -> De
     powder_line = powder_line_status(records["drug_name"], parsed["ndc"], reference)
     in_scope = passed & (powder_line == YES)
     lines = records.loc[in_scope]  # index: position in the batch
-    powder = typed.powder_columns(lines, parsed.loc[in_scope, "service_date"])
+    service_date = parsed.loc[in_scope, "service_date"]
+    powder = typed.powder_columns(lines, service_date, reference.policy.version_index(service_date))
     line_failures = contract_failures(POWDER_LINE_SCHEMA, powder.values)
     valid = ~lines.index.isin(line_failures["position"])
     lines, powder = lines.loc[valid], powder.subset(valid)
@@ -107,7 +107,9 @@ def decide_batch(batch: Batch, source_file: str, reference: ReferenceData) -> De
         reference,
     )
     decisions = decide(facts)
-    results = _results(lines, line_parsed, facts, decisions, batch.source_rows, source_file)
+    results = _results(
+        lines, line_parsed, facts, decisions, batch.source_rows, source_file, reference.policy
+    )
     positions = pa.array(lines.index.to_numpy())
     given = batch.raw.get("line_number")
     return DecidedBatch(
@@ -220,8 +222,10 @@ def _results(
     decisions: pd.DataFrame,
     source_rows: np.ndarray,
     source_file: str,
+    policy: PolicyDefinition,
 ) -> pd.DataFrame:
     n = len(lines)
+    version_names = np.array([v.version for v in policy.versions], dtype=object)
     columns = {
         "claim_id": lines["claim_id"],
         "line_number": parsed["line_number"],
@@ -245,8 +249,12 @@ def _results(
         },
         "commercial_strength_row": facts["commercial_strength_row"],
         "shortage_row": facts["shortage_row"],
-        "policy_id": pd.Series([POLICY_ID] * n, index=lines.index, dtype="str"),
-        "policy_version": pd.Series([POLICY_VERSION] * n, index=lines.index, dtype="str"),
+        "policy_id": pd.Series([policy.policy_id] * n, index=lines.index, dtype="str"),
+        "policy_version": pd.Series(
+            version_names[facts["policy_version"].to_numpy(dtype=np.int64)],
+            index=lines.index,
+            dtype="str",
+        ),
         "source_file": pd.Series([source_file] * n, index=lines.index, dtype="str"),
         "source_row": pd.Series(
             source_rows[lines.index.to_numpy()], index=lines.index, dtype="int64"

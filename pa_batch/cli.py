@@ -205,6 +205,14 @@ def run(
             envvar=_env("SCHEDULER"),
         ),
     ] = None,
+    policy: Annotated[
+        Path | None,
+        typer.Option(
+            "--policy",
+            help="A policy definition (TOML) replacing the shipped one: versions by service date.",
+            envvar=_env("POLICY"),
+        ),
+    ] = None,
     keep_runs: Annotated[
         int,
         typer.Option(
@@ -244,6 +252,7 @@ def run(
         engine=engine.value,
         scheduler=scheduler,
         keep_runs=keep_runs,
+        policy=policy,
         **({"batch_rows": batch_rows} if batch_rows else {}),
     )
     try:

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from pa_batch import normalize
-from pa_batch.policy import APPROVAL_MONTHS, APPROVED, DENIED, INVESTIGATIONAL
+from pa_batch.policy import APPROVED, DENIED, INVESTIGATIONAL
 from pa_batch.rules import ADVISORIES, CRITERIA
 
 CODE_SEPARATOR = "|"
@@ -37,7 +37,7 @@ def decide(facts: pd.DataFrame) -> pd.DataFrame:
             "advisories": _joined_codes(advised, [a.code for a in ADVISORIES], facts.index),
             "approval_start": approval_start,
             "approval_end": normalize.add_calendar_months_minus_one_day(
-                approval_start, APPROVAL_MONTHS
+                approval_start, facts["approval_months"].to_numpy()
             ),
         },
         index=facts.index,

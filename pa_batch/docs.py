@@ -153,9 +153,23 @@ def reference_file_table() -> str:
     return "\n".join(["| file | columns |", "|---|---|", *rows])
 
 
-def default_reference_file(name: str) -> str:
-    text = resources.files("pa_batch.reference_data").joinpath(name).read_text("utf-8")
-    return "```csv\n" + text.rstrip("\n") + "\n```"
+def shipped_policy() -> str:
+    from pa_batch.policy import SHIPPED_POLICY
+
+    text = resources.files("pa_batch.policy_data").joinpath(SHIPPED_POLICY).read_text("utf-8")
+    return "```toml\n" + text.rstrip("\n") + "\n```"
+
+
+def policy_key_table() -> str:
+    from pa_batch.policy import VERSION_KEYS
+
+    return "\n".join(
+        [
+            "| key of a `[[versions]]` table | value |",
+            "|---|---|",
+            *[f"| `{key}` | {kind} |" for key, kind in VERSION_KEYS.items()],
+        ]
+    )
 
 
 GENERATORS: dict[str, Callable[[], str]] = {
@@ -166,8 +180,8 @@ GENERATORS: dict[str, Callable[[], str]] = {
     "strength-units": strength_unit_table,
     "ndc-forms": ndc_form_table,
     "reference-files": reference_file_table,
-    "default-commercial-strengths": lambda: default_reference_file(reference.COMMERCIAL_STRENGTHS),
-    "default-spasticity-codes": lambda: default_reference_file(reference.SPASTICITY_CODES),
+    "policy-keys": policy_key_table,
+    "shipped-policy": shipped_policy,
 }
 
 

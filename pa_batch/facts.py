@@ -12,7 +12,16 @@ import numpy as np
 import pandas as pd
 
 from pa_batch import normalize
-from pa_batch.reference import ReferenceData
+from pa_batch.reference import ANY_VERSION, ReferenceData
+
+# the terms of a policy version that decide a line, carried on its facts
+POLICY_TERMS = (
+    "oral_max_mg_per_unit",
+    "intrathecal_max_mg_per_ml",
+    "approval_months",
+    "oral_pediatric_age",
+    "intrathecal_pediatric_age",
+)
 
 MG = "mg"
 MG_PER_ML = "mg/mL"
@@ -55,11 +64,19 @@ def line_facts(
             "strength_unit": unit["kind"].map(_UNIT_LABEL).astype("str"),
             "unit_fits_route": unit_fits_route,
             "usable_strength": usable,
+            "policy_version": parsed["policy_version"],
+            **_version_terms(parsed["policy_version"].to_numpy(), reference),
         },
         index=parsed.index,
     )
-    facts = facts.join(_diagnosis_facts(diagnosis_tokens, len(parsed), parsed.index, reference))
-    keys = facts.loc[usable, ["route", "strength_kind", "strength", "service_date"]]
+    facts = facts.join(
+        _diagnosis_facts(
+            diagnosis_tokens, parsed["policy_version"].to_numpy(), parsed.index, reference
+        )
+    )
+    keys = facts.loc[
+        usable, ["route", "strength_kind", "strength", "service_date", "policy_version"]
+    ]
     facts["commercial_strength_row"] = _active_row(keys, reference.commercial_strengths).reindex(
         facts.index
     )
@@ -74,11 +91,30 @@ def _usable_kind(route: pd.Series, kind: pd.Series) -> pd.Series:
     return usable.astype(bool)
 
 
+def _version_terms(version: np.ndarray, reference: ReferenceData) -> dict[str, np.ndarray]:
+    """The limits, ages and approval length of the policy version in force on each line."""
+    terms = {}
+    for name in POLICY_TERMS:
+        values = np.array([getattr(v, name) for v in reference.policy.versions])
+        terms[name] = values[version]
+    return terms
+
+
 def _diagnosis_facts(
-    tokens: pd.DataFrame, lines: int, index: pd.Index, reference: ReferenceData
+    tokens: pd.DataFrame, line_version: np.ndarray, index: pd.Index, reference: ReferenceData
 ) -> pd.DataFrame:
-    """``has_diagnosis`` and ``spasticity_code`` (the first code in the value set, or NA)."""
-    in_value_set = tokens["code"].str.startswith(reference.spasticity_prefixes)
+    """``has_diagnosis`` and ``spasticity_code`` (the first code in the value set of the
+    line's policy version, or NA)."""
+    lines = len(line_version)
+    token_version = line_version[tokens["row"].to_numpy()]
+    in_value_set = np.zeros(len(tokens), dtype=bool)
+    for version in np.unique(token_version):
+        mine = token_version == version
+        in_value_set[mine] = (
+            tokens.loc[mine, "code"]
+            .str.startswith(reference.spasticity_prefixes[version])
+            .to_numpy()
+        )
     first_match = tokens[in_value_set].drop_duplicates("row")
     has_diagnosis = np.zeros(lines, dtype=bool)
     has_diagnosis[tokens["row"].to_numpy()] = True
@@ -99,13 +135,19 @@ def _active_row(keys: pd.DataFrame, table: pd.DataFrame) -> pd.Series:
     join = ["route", "strength_kind", "strength"]
     distinct = keys.drop_duplicates().reset_index(drop=True)
     candidates = distinct.reset_index(names="key").merge(
-        table.rename(columns={"kind": "strength_kind"}), on=join, how="inner"
+        table.rename(columns={"kind": "strength_kind", "version": "table_version"}),
+        on=join,
+        how="inner",
     )
     active = (candidates["start"].isna() | (candidates["start"] <= candidates["service_date"])) & (
         candidates["end"].isna() | (candidates["service_date"] <= candidates["end"])
     )
+    if "table_version" in candidates:  # the policy's own list: the line's version only
+        active &= (candidates["table_version"] == ANY_VERSION) | (
+            candidates["table_version"] == candidates["policy_version"]
+        )
     first = candidates[active].groupby("key")["reference_row"].min()
     distinct["row"] = first.reindex(distinct.index).astype("Int64")
-    matched = keys.merge(distinct, on=[*join, "service_date"], how="left")["row"]
+    matched = keys.merge(distinct, on=[*join, "service_date", "policy_version"], how="left")["row"]
     matched.index = keys.index
     return matched

@@ -229,7 +229,7 @@ def _add_months(first_of_month: np.ndarray, months: int) -> np.ndarray:
     return (first_of_month.astype("datetime64[M]") + months).astype("datetime64[D]")
 
 
-def add_calendar_months_minus_one_day(start: pd.Series, months: int) -> pd.Series:
+def add_calendar_months_minus_one_day(start: pd.Series, months: int | np.ndarray) -> pd.Series:
     """``start`` plus ``months`` calendar months (day clipped to the month's end), less a day.
 
     This is the policy's approval window: 2024-05-01 -> 2025-04-30, 2024-02-29 -> 2025-02-27.

@@ -14,7 +14,7 @@ from pa_batch import readers
 from pa_batch.batch import finish_batch
 from pa_batch.engines import LOCAL, open_engine
 from pa_batch.errors import RunError
-from pa_batch.policy import OUTCOMES
+from pa_batch.policy import OUTCOMES, load_policy
 from pa_batch.reference import load_reference
 from pa_batch.runlog import RunLog
 from pa_batch.schemas.outputs import REJECTS_SCHEMA, RESULTS_SCHEMA
@@ -24,6 +24,7 @@ from pa_batch.writers import DEFAULT_KEEP_RUNS, OutputDirectory, TableWriter
 
 SUMMARY_JSON = "summary.json"
 SUMMARY_MD = "summary.md"
+POLICY_COPY = "policy.toml"  # in the run's own directory, not published under DIR
 
 
 @dataclass
@@ -39,6 +40,7 @@ class RunOptions:
     engine: str = LOCAL  # where the pure batch work runs: local or dask
     scheduler: str | None = None  # the dask engine's scheduler address; a local cluster if None
     keep_runs: int = DEFAULT_KEEP_RUNS  # committed runs kept in DIR's history
+    policy: Path | None = None  # a policy definition replacing the shipped one
 
 
 def run(options: RunOptions, progress: RunLog | None = None) -> RunReport:
@@ -53,7 +55,8 @@ def run(options: RunOptions, progress: RunLog | None = None) -> RunReport:
         readers.open_extract(readers.input_file(path), encoding=options.encoding)
         for path in readers.expand_inputs(options.inputs)
     ]
-    reference = load_reference(options.reference_dir)
+    policy = load_policy(options.policy)
+    reference = load_reference(options.reference_dir, policy)
 
     results_name = f"results.{options.output_format}"
     rejects_name = f"rejects.{options.output_format}"
@@ -99,12 +102,14 @@ def run(options: RunOptions, progress: RunLog | None = None) -> RunReport:
         reconcile(counts, results.rows)
 
         report = RunReport(
+            policy=policy,
             inputs=inputs,
             reference=reference.sources,
             counts=counts,
             options={
                 "format": options.output_format,
                 "reference_dir": str(options.reference_dir) if options.reference_dir else None,
+                "policy": str(options.policy) if options.policy else None,
                 "max_reject_rate": options.max_reject_rate,
                 "encoding": options.encoding,
                 "batch_rows": options.batch_rows,
@@ -119,6 +124,8 @@ def run(options: RunOptions, progress: RunLog | None = None) -> RunReport:
         report.finished_at = datetime.now(UTC).replace(microsecond=0).isoformat()
         report.notices = same_file_notices(inputs)
         output.write_text(SUMMARY_MD, summary_markdown(report))
+        # the run keeps the definition it was decided under, for auditors and reruns
+        output.write_text(POLICY_COPY, policy.text)
         report.output_sha256 = {
             name: readers.sha256_of_path(output.path(name))
             for name in (results_name, rejects_name, SUMMARY_MD)

@@ -1,18 +1,28 @@
-"""The policy's identity and its numeric limits (docs/contract.md §1), in one place."""
+"""The policy as data (docs/contract.md §1): versioned definitions in a TOML file, each in
+force over a range of service dates, validated on load; and the outcome names.
+
+The shipped definition (``policy_data/baclofen-powder.toml``) is today's policy, open-ended;
+``--policy FILE`` replaces it. A problem fails the run naming the file and the key.
+"""
 
 from __future__ import annotations
 
-from typing import Final
+import hashlib
+import re
+import tomllib
+from dataclasses import dataclass
+from datetime import date
+from importlib import resources
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+import pandas as pd
+
+from pa_batch.errors import RunError
 
 POLICY_ID: Final = "baclofen-powder"
-POLICY_VERSION: Final = "2024.1"
-POLICY_TITLE: Final = "Baclofen Powder (compounded bulk baclofen)"
-
-ORAL_MAX_MG_PER_UNIT: Final = 20.0
-INTRATHECAL_MAX_MG_PER_ML: Final = 2.0
-APPROVAL_MONTHS: Final = 12
-ORAL_PEDIATRIC_AGE: Final = 12
-INTRATHECAL_PEDIATRIC_AGE: Final = 4
+SHIPPED_POLICY: Final = "baclofen-powder.toml"
 
 APPROVED: Final = "approved"
 DENIED: Final = "denied"
@@ -20,3 +30,218 @@ INVESTIGATIONAL: Final = "investigational"
 OUT_OF_SCOPE: Final = "out_of_scope"
 REJECTED: Final = "rejected"
 OUTCOMES: Final = (APPROVED, DENIED, INVESTIGATIONAL, OUT_OF_SCOPE, REJECTED)
+
+_PREFIX = re.compile(r"[A-Z][0-9][0-9A-Z]{0,5}")
+VERSION_KEYS: Final = {
+    "version": "text",
+    "effective_from": "date (optional)",
+    "effective_to": "date (optional)",
+    "oral_max_mg_per_unit": "number > 0",
+    "intrathecal_max_mg_per_ml": "number > 0",
+    "approval_months": "whole number >= 1",
+    "oral_pediatric_age": "whole number >= 0",
+    "intrathecal_pediatric_age": "whole number >= 0",
+    "spasticity_prefixes": "list of ICD-10-CM code prefixes",
+    "commercial_strengths": "list of {route, strength, strength_unit}",
+}
+
+
+@dataclass(frozen=True)
+class CommercialStrength:
+    route: str  # as written (a route synonym)
+    strength: float
+    strength_unit: str
+
+
+@dataclass(frozen=True)
+class PolicyVersion:
+    version: str
+    effective_from: date | None  # None: open
+    effective_to: date | None
+    oral_max_mg_per_unit: float
+    intrathecal_max_mg_per_ml: float
+    approval_months: int
+    oral_pediatric_age: int
+    intrathecal_pediatric_age: int
+    spasticity_prefixes: tuple[str, ...]  # normalized: upper case, no dot
+    commercial_strengths: tuple[CommercialStrength, ...]
+
+
+@dataclass(frozen=True)
+class PolicyDefinition:
+    policy_id: str
+    title: str
+    versions: tuple[PolicyVersion, ...]
+    origin: str  # "shipped" or the path given to --policy
+    sha256: str
+    text: str  # the definition as read, kept with each run for auditors
+
+    def version_index(self, service_date: pd.Series) -> np.ndarray:
+        """For each date, the index of the version in force (-1 where none is)."""
+        days = service_date.to_numpy(dtype="datetime64[D]")
+        found = np.full(len(days), -1, dtype=np.int64)
+        for index, version in enumerate(self.versions):
+            start = np.datetime64(version.effective_from or date.min, "D")
+            end = np.datetime64(version.effective_to or date.max, "D")
+            found[(days >= start) & (days <= end) & (found < 0)] = index
+        return found
+
+    @property
+    def versions_label(self) -> str:
+        return ", ".join(v.version for v in self.versions)
+
+
+def load_policy(path: Path | None = None) -> PolicyDefinition:
+    """The definition in ``path``, or the shipped one; invalid: RunError naming file and key."""
+    if path is None:
+        payload = resources.files("pa_batch.policy_data").joinpath(SHIPPED_POLICY).read_bytes()
+        label, origin = SHIPPED_POLICY, "shipped"
+    else:
+        try:
+            payload = path.read_bytes()
+        except OSError as error:
+            raise RunError(f"cannot read policy file ({error.strerror})", file=str(path)) from None
+        label = origin = str(path)
+    try:
+        text = payload.decode("utf-8")
+        data = tomllib.loads(text)
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
+        where = f" ({error.args[0]})" if isinstance(error, tomllib.TOMLDecodeError) else ""
+        raise RunError(f"not a valid UTF-8 TOML file{where}", file=label) from None
+    return PolicyDefinition(
+        policy_id=_text(data, "policy_id", label),
+        title=_text(data, "title", label),
+        versions=_versions(data, label),
+        origin=origin,
+        sha256=hashlib.sha256(payload).hexdigest(),
+        text=text,
+    )
+
+
+def _fail(label: str, key: str, problem: str) -> RunError:
+    return RunError(f"key '{key}': {problem}", file=label)
+
+
+def _text(table: dict, key: str, label: str, where: str = "") -> str:
+    value = table.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise _fail(label, where + key, "missing, or not a non-empty text")
+    return value.strip()
+
+
+def _versions(data: dict, label: str) -> tuple[PolicyVersion, ...]:
+    if data.get("policy_id") != POLICY_ID:
+        raise _fail(label, "policy_id", f"must be '{POLICY_ID}'")
+    tables = data.get("versions")
+    if not isinstance(tables, list) or not tables:
+        raise _fail(label, "versions", "at least one [[versions]] table is needed")
+    versions = tuple(_version(table, label, f"versions[{i}].") for i, table in enumerate(tables))
+    _check_no_overlap(versions, label)
+    return versions
+
+
+def _version(table: Any, label: str, where: str) -> PolicyVersion:
+    if not isinstance(table, dict):
+        raise _fail(label, where.rstrip("."), "must be a table")
+    unknown = sorted(set(table) - set(VERSION_KEYS))
+    if unknown:
+        raise _fail(label, where + unknown[0], "not a policy key; expected one of "
+                    + ", ".join(VERSION_KEYS))  # fmt: skip
+    start = _date(table, "effective_from", label, where)
+    end = _date(table, "effective_to", label, where)
+    if start and end and end < start:
+        raise _fail(label, where + "effective_to", "before effective_from")
+    return PolicyVersion(
+        version=_text(table, "version", label, where),
+        effective_from=start,
+        effective_to=end,
+        oral_max_mg_per_unit=_number(table, "oral_max_mg_per_unit", label, where),
+        intrathecal_max_mg_per_ml=_number(table, "intrathecal_max_mg_per_ml", label, where),
+        approval_months=_whole(table, "approval_months", label, where, least=1),
+        oral_pediatric_age=_whole(table, "oral_pediatric_age", label, where, least=0),
+        intrathecal_pediatric_age=_whole(table, "intrathecal_pediatric_age", label, where, least=0),
+        spasticity_prefixes=_prefixes(table, label, where),
+        commercial_strengths=_strengths(table, label, where),
+    )
+
+
+def _date(table: dict, key: str, label: str, where: str) -> date | None:
+    value = table.get(key)
+    if value is None:
+        return None
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value.strip())
+        except ValueError:
+            pass
+    raise _fail(label, where + key, "must be a date, YYYY-MM-DD")
+
+
+def _number(table: dict, key: str, label: str, where: str) -> float:
+    value = table.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise _fail(label, where + key, "missing, or not a number > 0")
+    return float(value)
+
+
+def _whole(table: dict, key: str, label: str, where: str, *, least: int) -> int:
+    value = table.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise _fail(label, where + key, f"missing, or not a whole number >= {least}")
+    return value
+
+
+def _prefixes(table: dict, label: str, where: str) -> tuple[str, ...]:
+    key = where + "spasticity_prefixes"
+    values = table.get("spasticity_prefixes")
+    if not isinstance(values, list) or not values:
+        raise _fail(label, key, "missing, or not a non-empty list of code prefixes")
+    prefixes = []
+    for value in values:
+        code = str(value).strip().upper().replace(".", "")
+        if not isinstance(value, str) or not _PREFIX.fullmatch(code):
+            raise _fail(label, key, "an entry is not an ICD-10-CM code prefix")
+        prefixes.append(code)
+    return tuple(dict.fromkeys(prefixes))
+
+
+def _strengths(table: dict, label: str, where: str) -> tuple[CommercialStrength, ...]:
+    from pa_batch import normalize
+
+    key = where + "commercial_strengths"
+    values = table.get("commercial_strengths")
+    if not isinstance(values, list):
+        raise _fail(label, key, "missing, or not a list of {route, strength, strength_unit}")
+    strengths = []
+    for i, value in enumerate(values):
+        entry = f"{key}[{i}]"
+        if not isinstance(value, dict) or set(value) != {"route", "strength", "strength_unit"}:
+            raise _fail(label, entry, "must be {route, strength, strength_unit}")
+        route = normalize.ROUTE_SYNONYMS.get(str(value["route"]).strip().lower())
+        if route not in ("oral", "intrathecal"):
+            raise _fail(label, entry + ".route", "must be oral or intrathecal")
+        if isinstance(value["strength"], bool) or not isinstance(value["strength"], int | float):
+            raise _fail(label, entry + ".strength", "must be a number > 0")
+        if not value["strength"] > 0:
+            raise _fail(label, entry + ".strength", "must be a number > 0")
+        unit = normalize.unit_key(pd.Series([str(value["strength_unit"])], dtype="str"))[0]
+        if unit not in normalize.STRENGTH_UNITS:
+            raise _fail(label, entry + ".strength_unit", "not a known unit")
+        strengths.append(
+            CommercialStrength(route, float(value["strength"]), str(value["strength_unit"]))
+        )
+    return tuple(strengths)
+
+
+def _check_no_overlap(versions: tuple[PolicyVersion, ...], label: str) -> None:
+    ordered = sorted(versions, key=lambda v: v.effective_from or date.min)
+    for before, after in zip(ordered, ordered[1:], strict=False):
+        if (before.effective_to or date.max) >= (after.effective_from or date.min):
+            raise _fail(
+                label,
+                "versions",
+                f"versions '{before.version}' and '{after.version}' are both in force on "
+                "some dates",
+            )

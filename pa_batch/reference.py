@@ -18,6 +18,7 @@ import pandas as pd
 
 from pa_batch import normalize
 from pa_batch.errors import RunError
+from pa_batch.policy import PolicyDefinition, load_policy
 
 PRODUCTS = "products.csv"
 COMMERCIAL_STRENGTHS = "commercial_strengths.csv"
@@ -63,18 +64,32 @@ class ReferenceSource:
 
 @dataclass(frozen=True)
 class ReferenceData:
-    """Reference data, normalized: strengths in mg or mg/mL, dates as datetime64[s]."""
+    """Reference data, normalized: strengths in mg or mg/mL, dates as datetime64[s].
+
+    The commercial strengths and the spasticity value set come from the policy version in
+    force on a line's service date, unless a file in --reference-dir replaces them for every
+    version (then ``version`` is -1).
+    """
 
     product_ndcs: frozenset[str]
-    # columns: route, kind, strength, start, end (NaT = open); one row per dated window
+    # columns: route, kind, strength, start, end (NaT = open), reference_row, version
     commercial_strengths: pd.DataFrame
     shortages: pd.DataFrame
-    spasticity_prefixes: tuple[str, ...]
+    spasticity_prefixes: tuple[tuple[str, ...], ...]  # by policy version index
     sources: tuple[ReferenceSource, ...]
+    policy: PolicyDefinition
 
 
-def load_reference(reference_dir: Path | None = None) -> ReferenceData:
-    """Load every reference file: the one in ``reference_dir`` when present, else the default."""
+ANY_VERSION = -1
+_FROM_POLICY = {COMMERCIAL_STRENGTHS, SPASTICITY_CODES}  # defaults live in the policy
+
+
+def load_reference(
+    reference_dir: Path | None = None, policy: PolicyDefinition | None = None
+) -> ReferenceData:
+    """Load every reference file: the one in ``reference_dir`` when present, else the default
+    (shipped, or for commercial strengths and spasticity codes, the policy's own lists)."""
+    policy = policy or load_policy()
     if reference_dir is not None and not reference_dir.is_dir():
         raise RunError("reference directory not found", file=str(reference_dir))
     if reference_dir is not None:
@@ -83,6 +98,17 @@ def load_reference(reference_dir: Path | None = None) -> ReferenceData:
     sources = []
     for name in REFERENCE_FILES:
         override = reference_dir / name if reference_dir is not None else None
+        if (override is None or not override.exists()) and name in _FROM_POLICY:
+            rows = sum(
+                len(
+                    v.commercial_strengths
+                    if name == COMMERCIAL_STRENGTHS
+                    else v.spasticity_prefixes
+                )
+                for v in policy.versions
+            )
+            sources.append(ReferenceSource(name, "policy definition", policy.sha256, rows))
+            continue
         if override is not None and override.exists():
             origin = str(override)
             try:
@@ -100,17 +126,43 @@ def load_reference(reference_dir: Path | None = None) -> ReferenceData:
             ReferenceSource(name, origin, hashlib.sha256(payload).hexdigest(), len(frames[name]))
         )
     labels = {s.name: (s.name if s.origin == "default" else s.origin) for s in sources}
+    if COMMERCIAL_STRENGTHS in frames:
+        commercial = _dated_strengths(
+            frames[COMMERCIAL_STRENGTHS], labels[COMMERCIAL_STRENGTHS]
+        ).assign(version=ANY_VERSION)
+    else:
+        commercial = _policy_strengths(policy)
+    if SPASTICITY_CODES in frames:
+        prefixes = _spasticity_prefixes(frames[SPASTICITY_CODES], labels[SPASTICITY_CODES])
+        spasticity = (prefixes,) * len(policy.versions)
+    else:
+        spasticity = tuple(version.spasticity_prefixes for version in policy.versions)
     return ReferenceData(
         product_ndcs=_products(frames[PRODUCTS], labels[PRODUCTS]),
-        commercial_strengths=_dated_strengths(
-            frames[COMMERCIAL_STRENGTHS], labels[COMMERCIAL_STRENGTHS]
-        ),
+        commercial_strengths=commercial,
         shortages=_dated_strengths(frames[SHORTAGES], labels[SHORTAGES]),
-        spasticity_prefixes=_spasticity_prefixes(
-            frames[SPASTICITY_CODES], labels[SPASTICITY_CODES]
-        ),
+        spasticity_prefixes=spasticity,
         sources=tuple(sources),
+        policy=policy,
     )
+
+
+def _policy_strengths(policy: PolicyDefinition) -> pd.DataFrame:
+    """Each version's commercial strengths, open-ended, ``reference_row`` its list position."""
+    tables = []
+    for index, version in enumerate(policy.versions):
+        listed = pd.DataFrame(
+            {
+                "route": [s.route for s in version.commercial_strengths],
+                "strength": [str(s.strength) for s in version.commercial_strengths],
+                "strength_unit": [s.strength_unit for s in version.commercial_strengths],
+                "start_date": [None] * len(version.commercial_strengths),
+                "end_date": [None] * len(version.commercial_strengths),
+            },
+            dtype="str",
+        )
+        tables.append(_dated_strengths(listed, policy.origin).assign(version=index))
+    return pd.concat(tables, ignore_index=True)
 
 
 def _refuse_unknown_files(reference_dir: Path) -> None:

@@ -13,14 +13,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from pa_batch.policy import (
-    DENIED,
-    INTRATHECAL_MAX_MG_PER_ML,
-    INTRATHECAL_PEDIATRIC_AGE,
-    INVESTIGATIONAL,
-    ORAL_MAX_MG_PER_UNIT,
-    ORAL_PEDIATRIC_AGE,
-)
+from pa_batch.policy import DENIED, INVESTIGATIONAL
 
 Mask = Callable[[pd.DataFrame], pd.Series]
 
@@ -55,8 +48,13 @@ _intrathecal = _is("intrathecal")
 _dosed_route = lambda facts: _oral(facts) | _intrathecal(facts)  # noqa: E731
 
 
-def _strength_over(limit: float) -> Callable[[pd.Series], pd.Series]:
-    return lambda strength: (strength > limit).fillna(False).astype(bool)
+def _over(facts: pd.DataFrame, limit: str) -> pd.Series:
+    """The normalized strength above the policy version's ``limit`` (a facts column)."""
+    return (facts["strength"] > facts[limit]).fillna(False).astype(bool)
+
+
+def _younger_than(facts: pd.DataFrame, age: str) -> pd.Series:
+    return (facts["age_years"] < facts[age]).fillna(False).astype(bool)
 
 
 CRITERIA: tuple[Criterion, ...] = (
@@ -115,29 +113,24 @@ CRITERIA: tuple[Criterion, ...] = (
         "ORAL_DOSE_EXCEEDS_LIMIT",
         DENIED,
         "The requested oral dose does not exceed 20 mg per unit.",
-        "oral dose per unit > 20 mg",
-        lambda f: (
-            _oral(f) & f["usable_strength"] & _strength_over(ORAL_MAX_MG_PER_UNIT)(f["strength"])
-        ),
+        "oral dose per unit > the oral limit of the policy version in force (20 mg)",
+        lambda f: _oral(f) & f["usable_strength"] & _over(f, "oral_max_mg_per_unit"),
     ),
     Criterion(
         "INTRATHECAL_CONCENTRATION_EXCEEDS_LIMIT",
         DENIED,
         "The requested intrathecal concentration does not exceed 2 mg/mL.",
-        "intrathecal concentration > 2 mg/mL",
-        lambda f: (
-            _intrathecal(f)
-            & f["usable_strength"]
-            & _strength_over(INTRATHECAL_MAX_MG_PER_ML)(f["strength"])
-        ),
+        "intrathecal concentration > the intrathecal limit of the policy version in force "
+        "(2 mg/mL)",
+        lambda f: _intrathecal(f) & f["usable_strength"] & _over(f, "intrathecal_max_mg_per_ml"),
     ),
     Criterion(
         "COMMERCIALLY_AVAILABLE",
         DENIED,
         "The requested strength is not commercially available, or it is not available "
         "commercially due to a shortage.",
-        "the strength (same route, same kind) is in the commercial list on the service date "
-        "and no shortage of it is active then",
+        "the strength (same route, same kind) is in the commercial list (the policy version's, "
+        "or commercial_strengths.csv) on the service date and no shortage of it is active then",
         lambda f: (
             f["usable_strength"] & f["commercial_strength_row"].notna() & f["shortage_row"].isna()
         ),
@@ -148,16 +141,13 @@ ADVISORIES: tuple[Advisory, ...] = (
     Advisory(
         "PEDIATRIC_ORAL_UNDER_12",
         "Safety and efficacy are not established under 12 years (oral).",
-        "oral and age < 12 on the service date",
-        lambda f: _oral(f) & (f["age_years"] < ORAL_PEDIATRIC_AGE).fillna(False).astype(bool),
+        "oral and age < 12 on the service date (the policy version's oral age)",
+        lambda f: _oral(f) & _younger_than(f, "oral_pediatric_age"),
     ),
     Advisory(
         "PEDIATRIC_INTRATHECAL_UNDER_4",
         "Safety and efficacy are not established under 4 years (intrathecal).",
-        "intrathecal and age < 4 on the service date",
-        lambda f: (
-            _intrathecal(f)
-            & (f["age_years"] < INTRATHECAL_PEDIATRIC_AGE).fillna(False).astype(bool)
-        ),
+        "intrathecal and age < 4 on the service date (the policy version's intrathecal age)",
+        lambda f: _intrathecal(f) & _younger_than(f, "intrathecal_pediatric_age"),
     ),
 )

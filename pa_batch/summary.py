@@ -10,7 +10,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from pa_batch import __version__
-from pa_batch.policy import OUTCOMES, POLICY_ID, POLICY_TITLE, POLICY_VERSION
+from pa_batch.policy import OUTCOMES, PolicyDefinition
 from pa_batch.reference import ReferenceSource
 from pa_batch.rules import ADVISORIES, CRITERIA
 from pa_batch.schemas.claim_extract import REJECT_CODES
@@ -32,6 +32,7 @@ class InputRecord:
 
 @dataclass
 class RunReport:
+    policy: PolicyDefinition
     inputs: list[InputRecord]
     reference: tuple[ReferenceSource, ...]
     counts: RunCounts
@@ -78,7 +79,21 @@ def summary_json(report: RunReport) -> dict:
     counts = report.counts
     return {
         "format_version": SUMMARY_FORMAT_VERSION,
-        "policy": {"id": POLICY_ID, "version": POLICY_VERSION, "title": POLICY_TITLE},
+        "policy": {
+            "id": report.policy.policy_id,
+            "title": report.policy.title,
+            "version": report.policy.versions_label,
+            "versions": [
+                {
+                    "version": v.version,
+                    "effective_from": v.effective_from.isoformat() if v.effective_from else None,
+                    "effective_to": v.effective_to.isoformat() if v.effective_to else None,
+                }
+                for v in report.policy.versions
+            ],
+            "origin": report.policy.origin,
+            "sha256": report.policy.sha256,
+        },
         "tool": {"name": "pa_batch", "version": __version__, "libraries": library_versions()},
         "counts": {"rows_read": counts.rows_read, **{o: counts.outcomes[o] for o in OUTCOMES}},
         "reasons": {c.code: counts.reasons[c.code] for c in CRITERIA},
@@ -125,9 +140,10 @@ def summary_json(report: RunReport) -> dict:
 def summary_markdown(report: RunReport) -> str:
     counts = report.counts
     lines = [
-        f"# pa_batch run — {POLICY_TITLE}",
+        f"# pa_batch run — {report.policy.title}",
         "",
-        f"Policy `{POLICY_ID}` version `{POLICY_VERSION}`; pa_batch {__version__}; "
+        f"Policy `{report.policy.policy_id}` version `{report.policy.versions_label}` "
+        f"(definition SHA-256 `{report.policy.sha256}`); pa_batch {__version__}; "
         f"started {report.started_at}, {report.seconds:.1f} s.",
         "",
         "## Outcomes",

@@ -64,8 +64,13 @@ class PowderColumns:
         return PowderColumns(self.values[keep], kept_tokens.reset_index(drop=True))
 
 
-def powder_columns(lines: pd.DataFrame, service_date: pd.Series) -> PowderColumns:
-    """Parse strength, unit, birth date, route and diagnosis codes of baclofen powder lines."""
+def powder_columns(
+    lines: pd.DataFrame, service_date: pd.Series, policy_version: np.ndarray
+) -> PowderColumns:
+    """Parse strength, unit, birth date, route and diagnosis codes of baclofen powder lines.
+
+    ``policy_version`` is the index of the policy version in force on each line's service
+    date, -1 where none is."""
     amount = normalize.strength(lines["strength"])
     unit = normalize.strength_unit(lines["strength_unit"])
     birth_date = normalize.dates(lines["member_birth_date"])
@@ -80,6 +85,8 @@ def powder_columns(lines: pd.DataFrame, service_date: pd.Series) -> PowderColumn
             "unit_kind": unit["kind"],
             "unit_factor": unit["factor"],
             "birth_date": birth_date,
+            "policy_version": policy_version,
+            flag("service_date", "no_policy"): policy_version < 0,
             flag("member_birth_date"): _failed(lines["member_birth_date"], birth_date),
             flag("member_birth_date", "after_service"): (birth_date > service_date)
             .fillna(False)

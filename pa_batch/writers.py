@@ -236,8 +236,7 @@ class OutputDirectory:
         ``names`` are published in order; the commit marker (summary.json) goes last.
         """
         self.refuse_foreign_files(names)
-        for name in names:
-            staged = self.path(name)
+        for staged in self.staging.iterdir():  # the published names and the run's own copies
             os.chmod(staged, FILE_MODE)
             _fsync(staged)
         run_dir = self.control / "runs" / self.run_id

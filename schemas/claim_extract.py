@@ -110,6 +110,11 @@ REJECT_RULES: Final[tuple[RejectCode, ...]] = (
     ),
     RejectCode("BIRTH_AFTER_SERVICE", POWDER_LINES, "member_birth_date is after service_date"),
     RejectCode(
+        "NO_POLICY_IN_FORCE",
+        POWDER_LINES,
+        "no version of the policy definition is in force on the service date",
+    ),
+    RejectCode(
         "DUPLICATE_KEY",
         "valid baclofen powder lines, across every batch and file of the run",
         "claim_id and line_number repeat an earlier baclofen powder line",
@@ -148,6 +153,7 @@ RECORD_SCHEMA: Final = pa.DataFrameSchema(
 # Checked on baclofen powder lines that passed the record checks.
 POWDER_LINE_SCHEMA: Final = pa.DataFrameSchema(
     {
+        flag("service_date", "no_policy"): _passes("NO_POLICY_IN_FORCE"),
         flag("member_birth_date"): _passes("INVALID_DATE"),
         flag("member_birth_date", "after_service"): _passes("BIRTH_AFTER_SERVICE"),
         flag("strength"): _passes("INVALID_STRENGTH"),

@@ -1,0 +1,144 @@
+"""The policy as data: versions by service date, NO_POLICY_IN_FORCE, a definition that fails
+naming its key, and a policy change seen through `pa-batch diff`."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from helpers import HEADER
+from typer.testing import CliRunner
+
+from pa_batch.cli import app
+
+SHIPPED = resources.files("pa_batch.policy_data").joinpath("baclofen-powder.toml").read_text()
+LINE = "C{n},1,M1,1980-01-02,{date},00000-0000-00,BACLOFEN POWDER,oral,{mg},mg,G35"
+
+
+def _cli(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def _two_versions(tmp_path: Path, second_limit: float = 25.0) -> Path:
+    """Today's policy until 2025-06-30, then a version with another oral limit."""
+    first = SHIPPED.replace(
+        'version = "2024.1"\n', 'version = "2024.1"\neffective_to = 2025-06-30\n'
+    )
+    versions = first.split("\n[[versions]]\n", 1)[1]
+    second = (
+        versions.replace('version = "2024.1"', 'version = "2025.2"')
+        .replace("effective_to = 2025-06-30", "effective_from = 2025-07-01")
+        .replace("oral_max_mg_per_unit = 20.0", f"oral_max_mg_per_unit = {second_limit}")
+    )
+    path = tmp_path / "policy.toml"
+    path.write_text(first + "\n[[versions]]\n" + second)
+    return path
+
+
+def _extract(tmp_path: Path, lines: list[tuple[int, str, str]]) -> Path:
+    path = tmp_path / "claims.csv"
+    rows = [LINE.format(n=n, date=date, mg=mg) for n, date, mg in lines]
+    path.write_text(HEADER + "\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def test_each_line_is_decided_under_the_version_in_force_on_its_service_date(tmp_path):
+    policy = _two_versions(tmp_path)
+    extract = _extract(tmp_path, [(1, "2025-06-30", "22"), (2, "2025-07-01", "22")])
+    out = tmp_path / "out"
+    result = _cli("run", extract, "--out", out, "--policy", policy)
+    assert result.exit_code == 0, result.output
+    results = pd.read_parquet(out / "results.parquet")
+    assert results[["claim_id", "policy_version", "decision", "reasons"]].values.tolist() == [
+        ["C1", "2024.1", "denied", "ORAL_DOSE_EXCEEDS_LIMIT"],
+        ["C2", "2025.2", "approved", ""],
+    ]
+    summary = json.loads((out / "summary.json").read_text())
+    import hashlib
+
+    assert summary["policy"]["sha256"] == hashlib.sha256(policy.read_bytes()).hexdigest()
+    assert [v["version"] for v in summary["policy"]["versions"]] == ["2024.1", "2025.2"]
+    assert summary["policy"]["origin"] == str(policy)
+    run_dir = out / ".pa-batch" / "current"
+    assert (run_dir / "policy.toml").read_bytes() == policy.read_bytes()
+
+
+def test_a_line_no_version_covers_is_rejected_no_policy_in_force(tmp_path):
+    policy = tmp_path / "policy.toml"
+    policy.write_text(
+        SHIPPED.replace('version = "2024.1"\n', 'version = "2024.1"\neffective_from = 2024-01-01\n')
+    )
+    extract = _extract(tmp_path, [(1, "2023-12-31", "5"), (2, "2024-01-01", "5")])
+    out = tmp_path / "out"
+    assert _cli("run", extract, "--out", out, "--policy", policy).exit_code == 0
+    rejects = pd.read_parquet(out / "rejects.parquet")
+    assert rejects[["source_row", "column", "error_code", "value"]].values.tolist() == [
+        [1, "service_date", "NO_POLICY_IN_FORCE", "2023-12-31"]
+    ]
+    assert pd.read_parquet(out / "results.parquet")["claim_id"].tolist() == ["C2"]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (("approval_months = 12", "approval_months = 0"),
+         "key 'versions[0].approval_months': missing, or not a whole number >= 1"),
+        (("oral_max_mg_per_unit = 20.0", "oral_max_mg_per_unit = \"20\""),
+         "key 'versions[0].oral_max_mg_per_unit': missing, or not a number > 0"),
+        (("approval_months = 12", "approval_months = 12\nrenewal_months = 12"),
+         "key 'versions[0].renewal_months': not a policy key"),
+        (('"G35",', '"35G",'), "key 'versions[0].spasticity_prefixes': an entry is not an ICD-10-CM code prefix"),
+        (('route = "oral", strength = 10', 'route = "rectal", strength = 10'),
+         "key 'versions[0].commercial_strengths[0].route': must be oral or intrathecal"),
+        (('policy_id = "baclofen-powder"', 'policy_id = "baclofen-powder'), "not a valid UTF-8 TOML file"),
+    ],
+    ids=["months", "text-limit", "unknown-key", "prefix", "route", "syntax"],
+)  # fmt: skip
+def test_an_invalid_definition_fails_naming_the_key(tmp_path, change, message):
+    policy = tmp_path / "policy.toml"
+    policy.write_text(SHIPPED.replace(*change, 1))
+    result = _cli("run", _extract(tmp_path, [(1, "2024-05-01", "5")]), "--out", tmp_path / "out",
+                  "--policy", policy)  # fmt: skip
+    assert result.exit_code == 1
+    line = result.stderr.strip()
+    assert line.startswith(f"pa-batch: error: {policy}: {message}"), line
+    assert not (tmp_path / "out").exists()
+
+
+def test_overlapping_versions_fail_naming_both(tmp_path):
+    policy = _two_versions(tmp_path)
+    policy.write_text(
+        policy.read_text().replace("effective_from = 2025-07-01", "effective_from = 2025-06-30")
+    )
+    result = _cli("run", _extract(tmp_path, [(1, "2024-05-01", "5")]), "--out", tmp_path / "out",
+                  "--policy", policy)  # fmt: skip
+    assert result.exit_code == 1
+    assert "versions '2024.1' and '2025.2' are both in force on some dates" in result.stderr
+
+
+def test_a_policy_change_gives_exactly_the_expected_diff(tmp_path):
+    """Raising the oral limit to 25 mg from 2025-07-01 approves the 22 mg line after it only."""
+    extract = _extract(
+        tmp_path,
+        [
+            (1, "2025-06-30", "22"),
+            (2, "2025-07-01", "22"),
+            (3, "2025-07-01", "26"),
+            (4, "2025-08-01", "5"),
+        ],
+    )
+    out = tmp_path / "out"
+    assert _cli("run", extract, "--out", out, "--run-id", "today").exit_code == 0
+    assert _cli("run", extract, "--out", out, "--run-id", "raised",
+                "--policy", _two_versions(tmp_path)).exit_code == 0  # fmt: skip
+    result = _cli("diff", "today", "raised", "--in", out, "--out", tmp_path / "diff.csv")
+    assert result.exit_code == 0
+    assert "denied \u2192 approved: 1" in result.output
+    diff = pd.read_csv(tmp_path / "diff.csv", dtype="str", keep_default_na=False)
+    assert diff[["claim_id", "service_date", "old_decision", "new_decision", "old_reasons",
+                 "new_reasons"]].values.tolist() == [
+        ["C2", "2025-07-01", "denied", "approved", "ORAL_DOSE_EXCEEDS_LIMIT", ""],
+    ]  # fmt: skip
