@@ -28,8 +28,15 @@ REFERENCE_FILES = (PRODUCTS, COMMERCIAL_STRENGTHS, SHORTAGES, SPASTICITY_CODES)
 
 _COLUMNS = {
     PRODUCTS: ("ndc", "description"),
-    COMMERCIAL_STRENGTHS: ("route", "strength", "strength_unit", "start_date", "end_date"),
-    SHORTAGES: ("route", "strength", "strength_unit", "start_date", "end_date"),
+    COMMERCIAL_STRENGTHS: (
+        "route",
+        "strength",
+        "strength_unit",
+        "start_date",
+        "end_date",
+        "description",
+    ),
+    SHORTAGES: ("route", "strength", "strength_unit", "start_date", "end_date", "description"),
     SPASTICITY_CODES: ("code_prefix", "description"),
 }
 # Both dated files name their window start_date / end_date; commercial_strengths.csv once
@@ -194,6 +201,14 @@ def _read_reference_csv(payload: bytes, label: str, name: str) -> pd.DataFrame:
                 f"({len(row)}, not {len(header)}); quote a value that holds a comma",
                 file=label,
             )
+    unknown = [column for column in header if column not in columns]
+    if unknown:
+        # a misspelt column (end_dte) must not leave its dates silently unread
+        raise RunError(
+            "not a column of this file; expected " + ", ".join(columns),
+            file=label,
+            column=unknown[0],
+        )
     duplicated = [column for i, column in enumerate(header) if column in header[:i]]
     if duplicated:
         raise RunError("duplicate column", file=label, column=duplicated[0])

@@ -261,3 +261,49 @@ def test_the_manifest_reruns_a_run_to_byte_identical_outputs(tmp_path):
     assert set(digests) == {"results.csv", "rejects.csv", "summary.md"}
     for name in ("results.csv", "rejects.csv"):  # summary.md names its own run and time
         assert hashlib.sha256((again / name).read_bytes()).hexdigest() == digests[name], name
+
+
+# --- the market reference set -----------------------------------------------------------------
+
+MARKET = SAMPLE_DATA / "reference" / "market"
+
+
+@pytest.mark.parametrize(
+    ("strength", "unit", "date", "policy_list", "market_list"),
+    [
+        ("5", "mg", "2024-05-01", "", "COMMERCIALLY_AVAILABLE"),  # 5 mg tablets exist
+        ("15", "mg", "2024-03-31", "", ""),  # 15 mg tablets from 2024-04-01
+        ("15", "mg", "2024-04-01", "", "COMMERCIALLY_AVAILABLE"),
+        ("2", "mg/mL", "2023-10-11", "", ""),  # oral solution 2 mg/mL from 2023-10-12
+        ("2", "mg/mL", "2023-10-12", "", "COMMERCIALLY_AVAILABLE"),
+        ("10", "mg", "2020-01-01", "COMMERCIALLY_AVAILABLE", "COMMERCIALLY_AVAILABLE"),
+    ],
+)
+def test_the_market_list_is_dated_by_what_the_market_carried(
+    tmp_path, strength, unit, date, policy_list, market_list
+):
+    row = (
+        LINE.format(n=1, strength=strength).replace(",mg,", f",{unit},").replace("2024-05-01", date)
+    )
+    extract = tmp_path / "claims.csv"
+    extract.write_text(HEADER + "\n" + row + "\n")
+    reasons = {}
+    for name, args in (("policy", []), ("market", ["--reference-dir", MARKET])):
+        out = tmp_path / name
+        assert _cli("run", extract, "--out", out, *args).exit_code == 0
+        reasons[name] = pd.read_parquet(out / "results.parquet")["reasons"].tolist()
+    assert reasons == {"policy": [policy_list], "market": [market_list]}
+
+
+def test_a_misspelt_reference_column_fails_naming_it(tmp_path):
+    reference = tmp_path / "ref"
+    reference.mkdir()
+    (reference / "shortages.csv").write_text(
+        "route,strength,strength_unit,start_date,end_dte\noral,10,mg,2024-03-01,2024-06-30\n"
+    )
+    result = _cli("run", _extract(tmp_path / "a.csv", [1]), "--out", tmp_path / "out",
+                  "--reference-dir", reference)  # fmt: skip
+    assert result.exit_code == 1
+    assert result.stderr.strip().startswith(
+        f"pa-batch: error: {reference / 'shortages.csv'}: column 'end_dte': not a column of this file"
+    )
