@@ -255,6 +255,7 @@ def _results(
             index=lines.index,
             dtype="str",
         ),
+        "policy_sha256": pd.Series([policy.sha256] * n, index=lines.index, dtype="str"),
         "source_file": pd.Series([source_file] * n, index=lines.index, dtype="str"),
         "source_row": pd.Series(
             source_rows[lines.index.to_numpy()], index=lines.index, dtype="int64"

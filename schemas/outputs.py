@@ -37,6 +37,7 @@ RESULTS_SCHEMA: Final = pa.schema(
         ("shortage_row", pa.int64()),
         ("policy_id", _text),
         ("policy_version", _text),
+        ("policy_sha256", _text),
         ("source_file", _text),
         ("source_row", pa.int64()),
         ("quantity", _text),
