@@ -40,6 +40,16 @@ SPASTICITY = ["R252", "G35", "G800", "G801", "G802", "G811", "G822", "G825", "G1
 PRODUCTS = ["51927100400"]
 
 
+def billable_codes() -> list[str]:
+    """The billable (leaf) codes of the ICD-10-CM edition pa_batch uses, without dots."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import simple_icd_10_cm as cm
+    return [code for code in cm.get_all_codes(False) if cm.is_leaf(code)]
+
+
 def _source(extract: Path) -> str:
     if extract.suffix == ".parquet":
         return f"read_parquet('{extract}')"
@@ -56,6 +66,7 @@ def run(extract: Path, out: Path) -> None:
     )
     con.execute("CREATE TEMP TABLE units(unit VARCHAR, kind VARCHAR, factor DOUBLE)")
     con.executemany("INSERT INTO units VALUES (?, ?, ?)", UNITS)
+    con.execute("CREATE TEMP TABLE billable AS SELECT unnest(?) AS code", [billable_codes()])
     con.execute("CREATE TEMP TABLE commercial(route VARCHAR, kind VARCHAR, strength DOUBLE)")
     con.executemany("INSERT INTO commercial VALUES (?, ?, ?)", COMMERCIAL)
     columns = ", ".join(
@@ -140,6 +151,11 @@ def run(extract: Path, out: Path) -> None:
         WITH valid AS (
             SELECT *, row_number() OVER (PARTITION BY claim_id, ln ORDER BY source_row) AS nth
             FROM checked WHERE line_ok
+        ), not_billable AS (
+            SELECT DISTINCT u.source_row
+            FROM (SELECT source_row, unnest(dx) AS t FROM valid
+                  WHERE nth = 1 AND service >= DATE '2025-10-01') u
+            ANTI JOIN billable b ON b.code = u.t
         ), facts AS (
             SELECT v.*, round(amount * factor, 6) AS strength_n,
                 len(dx) > 0 AS has_dx,
@@ -168,7 +184,8 @@ def run(extract: Path, out: Path) -> None:
                 ) AS reasons,
                 concat_ws('|',
                     CASE WHEN route_n = 'oral' AND age < 12 THEN 'PEDIATRIC_ORAL_UNDER_12' END,
-                    CASE WHEN route_n = 'intrathecal' AND age < 4 THEN 'PEDIATRIC_INTRATHECAL_UNDER_4' END
+                    CASE WHEN route_n = 'intrathecal' AND age < 4 THEN 'PEDIATRIC_INTRATHECAL_UNDER_4' END,
+                    CASE WHEN source_row IN (SELECT source_row FROM not_billable) THEN 'DX_NOT_BILLABLE' END
                 ) AS advisories
             FROM facts f
         )

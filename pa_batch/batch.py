@@ -33,7 +33,6 @@ from pa_batch.policy import (
     OUT_OF_SCOPE,
     OUTCOMES,
     REJECTED,
-    PolicyDefinition,
 )
 from pa_batch.readers import Batch
 from pa_batch.reference import ReferenceData
@@ -108,7 +107,7 @@ def decide_batch(batch: Batch, source_file: str, reference: ReferenceData) -> De
     )
     decisions = decide(facts)
     results = _results(
-        lines, line_parsed, facts, decisions, batch.source_rows, source_file, reference.policy
+        lines, line_parsed, facts, decisions, batch.source_rows, source_file, reference
     )
     positions = pa.array(lines.index.to_numpy())
     given = batch.raw.get("line_number")
@@ -200,12 +199,27 @@ def powder_line_status(
     baclofen powder, and a product list exists that it might have been on.
 
     ``ndc`` is the normalized NDC (NA where missing or invalid)."""
-    listed = ndc.isin(reference.product_ndcs).to_numpy()
-    named = normalize.on_distinct(drug_name, _names_baclofen_powder)
-    powder = listed | named.fillna(False).astype(bool).to_numpy()
+    listed, named = scope_evidence(drug_name, ndc, reference)
+    powder = listed | named
     ndc_decides_nothing = not reference.product_ndcs
     knowable = ndc.notna().to_numpy() | ndc_decides_nothing
     return np.where(powder, YES, np.where(knowable, NO, UNKNOWN))
+
+
+def scope_evidence(
+    drug_name: pd.Series, ndc: pd.Series, reference: ReferenceData
+) -> tuple[np.ndarray, np.ndarray]:
+    """Whether each record's NDC is a listed product, and whether its name says baclofen
+    powder (or bulk): the two ways into scope."""
+    listed = ndc.isin(reference.product_ndcs).to_numpy()
+    named = normalize.on_distinct(drug_name, _names_baclofen_powder)
+    return listed, named.fillna(False).astype(bool).to_numpy()
+
+
+def _in_scope_by(drug_name: pd.Series, ndc: pd.Series, reference: ReferenceData) -> pd.Series:
+    listed, named = scope_evidence(drug_name, ndc, reference)
+    by = np.where(listed & named, "both", np.where(listed, "ndc", "name"))
+    return pd.Series(by, index=drug_name.index, dtype="str")
 
 
 def _names_baclofen_powder(names: pd.Series) -> pd.Series:
@@ -222,9 +236,10 @@ def _results(
     decisions: pd.DataFrame,
     source_rows: np.ndarray,
     source_file: str,
-    policy: PolicyDefinition,
+    reference: ReferenceData,
 ) -> pd.DataFrame:
     n = len(lines)
+    policy = reference.policy
     version_names = np.array([v.version for v in policy.versions], dtype=object)
     columns = {
         "claim_id": lines["claim_id"],
@@ -235,12 +250,15 @@ def _results(
         "drug_name": lines["drug_name"],
         "route": facts["route"],
         "route_given": lines["route"],
+        "in_scope_by": _in_scope_by(lines["drug_name"], parsed["ndc"], reference),
         "strength": lines["strength"],
         "strength_unit": lines["strength_unit"],
         "normalized_strength": facts["strength"],
         "normalized_unit": facts["strength_unit"].where(facts["strength_given"]),
         "diagnosis_codes": lines["diagnosis_codes"],
         "spasticity_code": facts["spasticity_code"],
+        "spasticity_code_given": facts["spasticity_code_given"],
+        "spasticity_value_set_entry": facts["spasticity_value_set_entry"],
         "member_birth_date": facts["birth_date"],
         "age_years": facts["age_years"],
         **{

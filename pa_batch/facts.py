@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pa_batch import normalize
+from pa_batch import icd10cm, normalize
 from pa_batch.reference import ANY_VERSION, ReferenceData
 
 # the terms of a policy version that decide a line, carried on its facts
@@ -71,7 +71,11 @@ def line_facts(
     )
     facts = facts.join(
         _diagnosis_facts(
-            diagnosis_tokens, parsed["policy_version"].to_numpy(), parsed.index, reference
+            diagnosis_tokens,
+            parsed["policy_version"].to_numpy(),
+            parsed.index,
+            reference,
+            parsed["service_date"].reset_index(drop=True),
         )
     )
     keys = facts.loc[
@@ -101,29 +105,72 @@ def _version_terms(version: np.ndarray, reference: ReferenceData) -> dict[str, n
 
 
 def _diagnosis_facts(
-    tokens: pd.DataFrame, line_version: np.ndarray, index: pd.Index, reference: ReferenceData
+    tokens: pd.DataFrame,
+    line_version: np.ndarray,
+    index: pd.Index,
+    reference: ReferenceData,
+    service_date: pd.Series,
 ) -> pd.DataFrame:
-    """``has_diagnosis`` and ``spasticity_code`` (the first code in the value set of the
-    line's policy version, or NA)."""
+    """``has_diagnosis``; the first code in the value set of the line's policy version
+    (``spasticity_code``, as given on the claim, and the value-set entry it met); and
+    ``dx_not_billable``."""
     lines = len(line_version)
     token_version = line_version[tokens["row"].to_numpy()]
-    in_value_set = np.zeros(len(tokens), dtype=bool)
+    # the value-set entry each token meets: the first prefix of the version's list it starts with
+    entry = np.full(len(tokens), None, dtype=object)
     for version in np.unique(token_version):
         mine = token_version == version
-        in_value_set[mine] = (
-            tokens.loc[mine, "code"]
-            .str.startswith(reference.spasticity_prefixes[version])
-            .to_numpy()
-        )
-    first_match = tokens[in_value_set].drop_duplicates("row")
+        codes = tokens.loc[mine, "code"]
+        met = np.full(len(codes), None, dtype=object)
+        for prefix in reference.spasticity_prefixes[version]:
+            starts = codes.str.startswith(prefix).to_numpy() & pd.isna(met)
+            met[starts] = prefix
+        entry[mine] = met
+    in_value_set = ~pd.isna(entry)
+    matching = tokens[in_value_set]
+    first = ~matching.duplicated("row").to_numpy()
+    first_match = matching[first]
     has_diagnosis = np.zeros(lines, dtype=bool)
     has_diagnosis[tokens["row"].to_numpy()] = True
-    spasticity_code = pd.Series(pd.NA, index=range(lines), dtype="str")
-    spasticity_code.iloc[first_match["row"].to_numpy()] = first_match["code"].to_numpy()
+    matched = first_match["row"].to_numpy()
+
+    def per_line(values) -> pd.Series:
+        column = np.full(lines, None, dtype=object)
+        column[matched] = np.asarray(values, dtype=object)
+        return pd.Series(column, dtype="str").to_numpy()
+
     return pd.DataFrame(
-        {"has_diagnosis": has_diagnosis, "spasticity_code": spasticity_code.to_numpy()},
+        {
+            "has_diagnosis": has_diagnosis,
+            "spasticity_code": per_line(first_match["code"]),
+            "spasticity_code_given": per_line(first_match["given"]),
+            "spasticity_value_set_entry": per_line(
+                [_dotted(p) for p in entry[in_value_set][first]]
+            ),
+            "dx_not_billable": _not_billable(tokens, lines, service_date),
+        },
         index=index,
     )
+
+
+def _dotted(code: str) -> str:
+    """An ICD-10-CM code or prefix with its dot after the category: G801 -> G80.1."""
+    return code if len(code) <= 3 else f"{code[:3]}.{code[3:]}"
+
+
+def _not_billable(tokens: pd.DataFrame, lines: int, service_date: pd.Series) -> np.ndarray:
+    """Lines with a diagnosis token that is not a billable code of the ICD-10-CM edition,
+    where the edition describes the service date. Each distinct code is looked up once."""
+    flagged = np.zeros(lines, dtype=bool)
+    described = (service_date >= pd.Timestamp(icd10cm.APPLIES_FROM)).fillna(False).to_numpy()
+    rows = tokens["row"].to_numpy()
+    considered = described[rows]
+    if not considered.any():
+        return flagged  # the code set is never loaded for runs it does not describe
+    codes, distinct = pd.factorize(tokens.loc[considered, "code"])
+    billable = np.array([icd10cm.is_billable(code) for code in distinct], dtype=bool)
+    flagged[rows[considered][~billable[codes]]] = True
+    return flagged
 
 
 def _active_row(keys: pd.DataFrame, table: pd.DataFrame) -> pd.Series:

@@ -195,25 +195,32 @@ def normalized_strength(amount: pd.Series, factor: pd.Series) -> pd.Series:
 
 
 def diagnosis_tokens(values: pd.Series) -> pd.DataFrame:
-    """One row per diagnosis token: ``row`` (position in ``values``) and normalized ``code``.
+    """One row per diagnosis token: ``row`` (position in ``values``), normalized ``code`` and
+    the token as ``given`` on the claim.
 
-    Codes are upper-cased with dots removed. Tokens are split on ``, ; |`` and whitespace.
+    Tokens are split on ``, ; |`` and whitespace; codes are upper-cased with dots removed.
+    Evaluated once per distinct diagnosis list.
     """
     codes, uniques = pd.factorize(values, use_na_sentinel=True)
     distinct = pd.Series(uniques, dtype="str")
-    tokens = (
-        distinct.str.upper()
-        .str.replace(".", "", regex=False)
-        .str.strip(",;| \t\r\n")
-        .str.split(DIAGNOSIS_SEPARATORS, regex=True)
-        .explode()
+    given = distinct.str.strip(",;| \t\r\n").str.split(DIAGNOSIS_SEPARATORS, regex=True).explode()
+    code = given.str.upper().str.replace(".", "", regex=False)
+    kept = code.notna() & (code != "")
+    per_distinct = pd.DataFrame(
+        {
+            "distinct": given.index.to_numpy()[kept.to_numpy()],
+            "code": code[kept].to_numpy(),
+            "given": given[kept].to_numpy(),
+        }
     )
-    tokens = tokens[tokens.notna() & (tokens != "")]
-    per_distinct = pd.DataFrame({"distinct": tokens.index.to_numpy(), "code": tokens.to_numpy()})
     rows = pd.DataFrame({"row": np.arange(len(values)), "distinct": codes})
     exploded = rows.merge(per_distinct, on="distinct", how="inner", sort=False)
     exploded = exploded.sort_values(["row"], kind="stable")
-    return exploded[["row", "code"]].reset_index(drop=True).astype({"code": "str"})
+    return (
+        exploded[["row", "code", "given"]]
+        .reset_index(drop=True)
+        .astype({"code": "str", "given": "str"})
+    )
 
 
 def valid_diagnosis_code(codes: pd.Series) -> pd.Series:

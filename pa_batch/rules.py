@@ -150,4 +150,12 @@ ADVISORIES: tuple[Advisory, ...] = (
         "intrathecal and age < 4 on the service date (the policy version's intrathecal age)",
         lambda f: _intrathecal(f) & _younger_than(f, "intrathecal_pediatric_age"),
     ),
+    Advisory(
+        "DX_NOT_BILLABLE",
+        "Claims carry billable ICD-10-CM codes (not a criterion of this policy: an advisory).",
+        "a diagnosis code that is not a billable (leaf) code of ICD-10-CM FY2026, for "
+        "service dates on or after 2025-10-01 (unknown codes and category headers such as "
+        "bare G35)",
+        lambda f: f["dx_not_billable"],
+    ),
 )

@@ -9,7 +9,7 @@ import platform
 from collections import Counter
 from dataclasses import dataclass, field
 
-from pa_batch import __version__
+from pa_batch import __version__, icd10cm
 from pa_batch.policy import OUTCOMES, PolicyDefinition
 from pa_batch.reference import ReferenceSource
 from pa_batch.rules import ADVISORIES, CRITERIA
@@ -121,6 +121,7 @@ def summary_json(report: RunReport) -> dict:
             {"name": r.name, "origin": r.origin, "rows": r.rows, "sha256": r.sha256}
             for r in report.reference
         ],
+        "icd10cm": icd10cm.edition(),
         "notices": report.notices,
         "outputs": {
             **report.outputs,

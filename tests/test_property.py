@@ -168,6 +168,8 @@ def reference_outcome(row, seen, products):
             advisories.append("PEDIATRIC_ORAL_UNDER_12")
         if route == "intrathecal" and age < 4:
             advisories.append("PEDIATRIC_INTRATHECAL_UNDER_4")
+    if service >= dt.date(2025, 10, 1) and any(not _billable(c) for c in codes):
+        advisories.append("DX_NOT_BILLABLE")
     end = ""
     if decision == "approved":
         year = service.year + 1
@@ -177,6 +179,16 @@ def reference_outcome(row, seen, products):
 
 
 # ---- generated extracts ----------------------------------------------------------------
+
+
+def _billable(code: str) -> bool:
+    """A leaf of ICD-10-CM FY2026, asked of the code set itself, one code at a time."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import simple_icd_10_cm as cm
+    return cm.is_valid_item(code) and cm.is_leaf(code)
 
 
 def mostly(valid: list[str], invalid: list[str]) -> st.SearchStrategy[str]:
@@ -189,7 +201,7 @@ cells = {
     "line_number": mostly(["1", "2", "1.0", "01", "+2"], ["0", "1.5", "-1", "x", ""]),
     "member_id": mostly(["M1", "M2"], ["  "]),
     "service_date": mostly(["2024-05-01", "20240415", "2024-02-29", "2024-06-30", "2024-07-01",
-                            "2025-12-31", "2024-03-01"], ["2023-02-29", "2024-5-1", ""]),
+                            "2025-12-31", "2024-03-01", "2025-09-30", "2025-10-01"], ["2023-02-29", "2024-5-1", ""]),
     "ndc": mostly(["12345678901", "51927-1004-00", "1234-5678-90", "12345-678-90",
                    "12345-6789-0"], ["1234567890", "", "ABCDE"]),
     "drug_name": mostly(["BACLOFEN POWDER", "baclofen usp bulk", "powder of baclofen"],
@@ -202,7 +214,7 @@ cells = {
                           st.decimals(min_value=0, max_value=50, places=7).map(str)),
     "strength_unit": mostly(["mg", "MG", "mcg", "µg", "g", "mg/mL", "mcg/ml", "mg/5 mL", "mg/L",
                              "%", "mg/cap", ""], ["tsp"]),
-    "diagnosis_codes": st.one_of(mostly(["G35", "R25.2", "M62.838", "G80.1;M54.50", "",
+    "diagnosis_codes": st.one_of(mostly(["G35", "G35.A", "R25.2", "M62.838", "G80.1;M54.50", "Z99Z", "",
                                          "s14.101s | g95.0"], ["123", "G3"]),
                                  st.text(alphabet="GRM0123456789.;, ", max_size=12)),
     "member_birth_date": mostly(["1980-01-02", "2016-03-01", "2021-01-01", "", "20120501"],
