@@ -338,6 +338,39 @@ def diff_command(
         typer.echo(f"  {before} \u2192 {after}: {count:,}")
 
 
+@app.command("explain")
+def explain_command(
+    run: Annotated[
+        str,
+        typer.Argument(
+            metavar="RUN", help="An output directory (its current run) or a run's directory."
+        ),
+    ],
+    claim_id: Annotated[str, typer.Argument(metavar="CLAIM_ID", help="The claim to explain.")],
+    line: Annotated[
+        int | None, typer.Option("--line", min=1, help="Only this line of the claim.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON document instead.")] = False,
+) -> None:
+    """Why each line of CLAIM_ID got its outcome: the input, what it was normalized to, every
+    criterion in policy order with the observed value and the limit or reference row that
+    decided it, the decision, advisories and approval window; a rejected record's errors.
+
+    Reads the run's own copies of the policy and reference files, not today's.
+    """
+    import json
+
+    from pa_batch.explain import explain, render_text
+    from pa_batch.history import resolve_run
+
+    try:
+        explained = explain(resolve_run(run), claim_id, line)
+    except RunError as error:
+        typer.echo(f"pa-batch: error: {error}", err=True)
+        raise typer.Exit(EXIT_FAILED) from None
+    typer.echo(json.dumps(explained, indent=2) if as_json else render_text(explained))
+
+
 def _check_encoding(encoding: str) -> None:
     try:
         codec = codecs.lookup(encoding)

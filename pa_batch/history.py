@@ -99,6 +99,9 @@ def resolve_run(argument: str, base: Path | None = None) -> Path:
     own directory (DIR/.pa-batch/runs/<id>), or a run id kept in ``base``'s history."""
     path = Path(argument)
     if path.is_dir():
+        current = path / CONTROL_DIR / "current"
+        if current.is_symlink() and (current / "summary.json").exists():
+            return current.resolve()  # the run's own directory: its kept copies too
         if (path / "summary.json").exists():
             return path.resolve()
         if (path / CONTROL_DIR).is_dir():

@@ -25,6 +25,7 @@ from pa_batch.writers import DEFAULT_KEEP_RUNS, OutputDirectory, TableWriter
 SUMMARY_JSON = "summary.json"
 SUMMARY_MD = "summary.md"
 POLICY_COPY = "policy.toml"  # in the run's own directory, not published under DIR
+REFERENCE_COPY = "reference.{name}"  # likewise, one per reference file read
 
 
 @dataclass
@@ -124,8 +125,12 @@ def run(options: RunOptions, progress: RunLog | None = None) -> RunReport:
         report.finished_at = datetime.now(UTC).replace(microsecond=0).isoformat()
         report.notices = same_file_notices(inputs)
         output.write_text(SUMMARY_MD, summary_markdown(report))
-        # the run keeps the definition it was decided under, for auditors and reruns
+        # the run keeps the definition and reference files it was decided under, so that
+        # explain and reruns read them as they were, not as they are today
         output.write_text(POLICY_COPY, policy.text)
+        for source in reference.sources:
+            if source.payload is not None:
+                output.write_bytes(REFERENCE_COPY.format(name=source.name), source.payload)
         report.output_sha256 = {
             name: readers.sha256_of_path(output.path(name))
             for name in (results_name, rejects_name, SUMMARY_MD)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
@@ -64,9 +64,12 @@ class ReferenceSource:
     """Where one reference file came from, for the summary and for auditors."""
 
     name: str
-    origin: str  # "default" or the path of the override
+    origin: str  # "default", "policy definition", or the path of the override
     sha256: str
     rows: int
+    # the file's bytes, kept with the run so explain reads what decided it (None: the
+    # policy definition's own list, kept as the run's policy.toml)
+    payload: bytes | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -130,7 +133,9 @@ def load_reference(
         label = name if origin == "default" else origin
         frames[name] = _read_reference_csv(payload, label, name)
         sources.append(
-            ReferenceSource(name, origin, hashlib.sha256(payload).hexdigest(), len(frames[name]))
+            ReferenceSource(
+                name, origin, hashlib.sha256(payload).hexdigest(), len(frames[name]), payload
+            )
         )
     labels = {s.name: (s.name if s.origin == "default" else s.origin) for s in sources}
     if COMMERCIAL_STRENGTHS in frames:

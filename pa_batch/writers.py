@@ -227,6 +227,9 @@ class OutputDirectory:
     def write_text(self, name: str, text: str) -> None:
         self.path(name).write_text(text, encoding="utf-8")
 
+    def write_bytes(self, name: str, payload: bytes) -> None:
+        self.path(name).write_bytes(payload)
+
     def write_json(self, name: str, payload: dict) -> None:
         self.write_text(name, json.dumps(payload, indent=2, sort_keys=False) + "\n")
 

@@ -1,0 +1,119 @@
+"""`pa-batch explain`: the explanation agrees with the decision for every reason code and
+advisory (the decision-case fixture covers them all), quotes the shortage row behind a shortage
+approval, explains a rejected record's errors, and reads the run's own copies."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pandas as pd
+import pytest
+from helpers import FIXTURES, SAMPLE_DATA, VALID_LINE, run_lines
+from typer.testing import CliRunner
+
+from pa_batch.cli import app
+
+CASES = pd.read_csv(FIXTURES / "decision_cases.csv", dtype="str", keep_default_na=False)
+COLUMNS = ["service_date", "route", "strength", "strength_unit", "diagnosis_codes",
+           "member_birth_date"]  # fmt: skip
+
+
+def _cli(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def decided_run(tmp_path_factory):
+    lines = [
+        {**VALID_LINE, "claim_id": case["case"], **{c: case[c] for c in COLUMNS}}
+        for case in CASES.to_dict("records")
+    ]
+    lines.append({**VALID_LINE, "claim_id": "REJECTED", "line_number": "1.5"})
+    folder = tmp_path_factory.mktemp("explain")
+    reference = folder / "ref"
+    shutil.copytree(FIXTURES / "reference", reference)
+    out = run_lines(folder, lines, "--reference-dir", str(reference))
+    return out, reference
+
+
+@pytest.mark.parametrize("case", CASES.to_dict("records"), ids=lambda case: case["case"])
+def test_the_explanation_agrees_with_the_decision(decided_run, case):
+    out, _ = decided_run
+    result = _cli("explain", out, case["case"], "--json")
+    assert result.exit_code == 0, result.output
+    (line,) = json.loads(result.output)["lines"]
+    unmet = [c["code"] for c in line["criteria"] if not c["met"]]
+    assert "|".join(unmet) == case["reasons"]
+    assert line["decision"] == case["decision"]
+    assert "|".join(a["code"] for a in line["advisories"]) == case["advisories"]
+    assert (line["approval"]["end"] or "") == case["approval_end"]
+    assert all(c["clause"] for c in line["criteria"])
+    text = _cli("explain", out, case["case"]).output
+    assert f"decision: {case['decision']}" in text
+    for code in unmet:
+        assert f"[NOT MET] {code}:" in text
+
+
+def test_a_shortage_approval_quotes_the_shortage_row(decided_run):
+    out, _ = decided_run
+    case = "approved_intrathecal_0.05_in_ongoing_shortage"
+    (line,) = json.loads(_cli("explain", out, case, "--json").output)["lines"]
+    assert line["decision"] == "approved"
+    assert line["shortage"]["file"] == "shortages.csv"
+    shortages = pd.read_csv(
+        FIXTURES / "reference" / "shortages.csv", dtype="str", keep_default_na=False
+    )
+    row = shortages.iloc[line["shortage"]["row"] - 1].to_dict()
+    assert line["shortage"]["content"] == row
+    assert line["commercial_strength"]["content"]["strength"] == "0.05"
+    text = _cli("explain", out, case).output
+    assert "but in shortage on the service date by shortages.csv row" in text
+
+
+def test_a_rejected_record_explains_its_reject_codes(decided_run):
+    out, _ = decided_run
+    (line,) = json.loads(_cli("explain", out, "REJECTED", "--json").output)["lines"]
+    assert line["outcome"] == "rejected"
+    assert line["errors"] == [{"column": "line_number", "code": "INVALID_LINE_NUMBER",
+                               "message": "line_number must be a whole number >= 1", "value": "1.5"}]  # fmt: skip
+    text = _cli("explain", out, "REJECTED").output
+    assert "REJECTED" in text and "INVALID_LINE_NUMBER" in text
+
+
+def test_explain_reads_the_runs_own_copies_not_todays_files(decided_run):
+    out, reference = decided_run
+    case = "approved_intrathecal_0.05_in_ongoing_shortage"
+    before = _cli("explain", out, case, "--json").output
+    (reference / "shortages.csv").write_text("route,strength,strength_unit,start_date,end_date\n")
+    try:
+        assert _cli("explain", out, case, "--json").output == before
+    finally:
+        shutil.copy(FIXTURES / "reference" / "shortages.csv", reference / "shortages.csv")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["NO-SUCH-CLAIM"], "no line of that claim in the run"),
+        (["approved_oral_5mg", "--line", "7"], "no line of that claim and line in the run"),
+    ],
+)
+def test_an_unknown_claim_or_line_exits_1_in_one_line(decided_run, args, message):
+    out, _ = decided_run
+    result = _cli("explain", out, *args)
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].endswith(message)
+
+
+def test_explain_takes_a_run_of_the_history(tmp_path):
+    out = tmp_path / "out"
+    for run_id in ("first", "second"):
+        assert (
+            _cli("run", SAMPLE_DATA / "claims.csv", "--out", out, "--run-id", run_id).exit_code == 0
+        )
+    first = out / ".pa-batch" / "runs" / "first"
+    result = _cli("explain", first, "RX24000008", "--json")
+    assert result.exit_code == 0
+    assert json.loads(result.output)["run"]["id"] == "first"
