@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip install --quiet --constraint constraints.txt
-SOURCES := $(shell find pa_batch schemas -name '*.py' -o -name '*.csv' -o -name '*.toml') pyproject.toml
+SOURCES := $(shell find pa_batch schemas -name '*.py' -o -name '*.csv' -o -name '*.toml' -o -name '*.j2') pyproject.toml
 OUT ?= out/sample
 
 .PHONY: run test lint bench sample-data docs constraints clean

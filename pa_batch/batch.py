@@ -42,6 +42,7 @@ from pa_batch.state import ClaimKeyRegistry
 from pa_batch.validation import contract_failures
 
 YES, NO, UNKNOWN = "yes", "no", "unknown"  # rejects: was the record a baclofen powder line?
+MISSING_ROUTE = "(missing)"
 KEY_SEPARATOR = "\x1f"  # cannot occur in a trimmed claim_id from a CSV or Parquet text cell
 
 
@@ -68,6 +69,8 @@ class BatchOutcome:
     advisories: Counter[str]
     errors: Counter[str]
     rejected_by_powder_line: Counter[str]  # rejected records: yes / no / unknown
+    by_month: Counter[tuple[str, str]]  # (service month YYYY-MM, decision) -> lines
+    routes: Counter[str]  # normalized route of decided lines ("(missing)" when none)
 
     @property
     def rows_read(self) -> int:
@@ -159,6 +162,14 @@ def finish_batch(decided: DecidedBatch, claim_keys: ClaimKeyRegistry) -> BatchOu
         advisories=_code_counts(results["advisories"]),
         errors=Counter(rejects["error_code"].value_counts().to_dict()),
         rejected_by_powder_line=Counter(rejected["powder_line"].value_counts().to_dict()),
+        by_month=Counter(
+            zip(
+                results["service_date"].dt.strftime("%Y-%m"),
+                results["decision"],
+                strict=True,
+            )
+        ),
+        routes=Counter(results["route"].fillna(MISSING_ROUTE).value_counts().to_dict()),
     )
     if outcome.rows_read != decided.rows_read:
         raise RunError(

@@ -16,6 +16,7 @@ from pa_batch.engines import LOCAL, open_engine
 from pa_batch.errors import RunError
 from pa_batch.policy import OUTCOMES, load_policy
 from pa_batch.reference import load_reference
+from pa_batch.report import summary_html
 from pa_batch.runlog import RunLog
 from pa_batch.schemas.outputs import REJECTS_SCHEMA, RESULTS_SCHEMA
 from pa_batch.state import ClaimKeyRegistry, RunCounts
@@ -24,6 +25,7 @@ from pa_batch.writers import DEFAULT_KEEP_RUNS, OutputDirectory, TableWriter
 
 SUMMARY_JSON = "summary.json"
 SUMMARY_MD = "summary.md"
+SUMMARY_HTML = "summary.html"
 POLICY_COPY = "policy.toml"  # in the run's own directory, not published under DIR
 REFERENCE_COPY = "reference.{name}"  # likewise, one per reference file read
 
@@ -61,7 +63,7 @@ def run(options: RunOptions, progress: RunLog | None = None) -> RunReport:
 
     results_name = f"results.{options.output_format}"
     rejects_name = f"rejects.{options.output_format}"
-    published = [results_name, rejects_name, SUMMARY_MD, SUMMARY_JSON]
+    published = [results_name, rejects_name, SUMMARY_MD, SUMMARY_HTML, SUMMARY_JSON]
     output = OutputDirectory(options.out_dir, options.run_id, options.keep_runs).open(published)
     engine = None
     try:
@@ -91,6 +93,8 @@ def run(options: RunOptions, progress: RunLog | None = None) -> RunReport:
                 counts.advisories.update(outcome.advisories)
                 counts.errors.update(outcome.errors)
                 counts.rejected_by_powder_line.update(outcome.rejected_by_powder_line)
+                counts.by_month.update(outcome.by_month)
+                counts.routes.update(outcome.routes)
                 if progress:
                     progress.batch_done(
                         source.label, decided.rows_read, record.rows, counts.rows_read
@@ -135,7 +139,9 @@ def run(options: RunOptions, progress: RunLog | None = None) -> RunReport:
             name: readers.sha256_of_path(output.path(name))
             for name in (results_name, rejects_name, SUMMARY_MD)
         }
-        output.write_json(SUMMARY_JSON, summary_json(report))
+        summary = summary_json(report)
+        output.write_text(SUMMARY_HTML, summary_html(summary))
+        output.write_json(SUMMARY_JSON, summary)
         output.commit(published)
         report.warnings = output.warnings
         return report

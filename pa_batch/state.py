@@ -136,4 +136,6 @@ class RunCounts:
     advisories: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
     rejected_by_powder_line: Counter[str] = field(default_factory=Counter)
+    by_month: Counter[tuple[str, str]] = field(default_factory=Counter)
+    routes: Counter[str] = field(default_factory=Counter)
     rows_read: int = 0

@@ -17,6 +17,7 @@ from pa_batch.schemas.claim_extract import REJECT_CODES
 from pa_batch.state import RunCounts
 
 POWDER_LINE_KINDS = ("yes", "no", "unknown")
+DECISIONS = OUTCOMES[:3]  # approved, denied, investigational
 
 
 @dataclass
@@ -103,6 +104,11 @@ def summary_json(report: RunReport) -> dict:
         "rejected_by_powder_line": {
             kind: counts.rejected_by_powder_line[kind] for kind in POWDER_LINE_KINDS
         },
+        "decisions_by_service_month": {
+            month: {d: counts.by_month[month, d] for d in DECISIONS}
+            for month in sorted({month for month, _ in counts.by_month})
+        },
+        "routes": dict(sorted(counts.routes.items())),
         "reject_rate": round(report.reject_rate, 6),
         "max_reject_rate": report.options.get("max_reject_rate"),
         "over_reject_threshold": report.over_reject_threshold,

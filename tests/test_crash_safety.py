@@ -146,7 +146,9 @@ def test_sigkill_leaves_previous_or_complete_new_run(runs, tmp_path, event, nth,
     assert rerun.returncode == 0
     assert _comparable(_visible(out)) == runs["a"]
     _assert_no_debris(out)
-    assert sorted(p.name for p in out.iterdir()) == sorted([".pa-batch", "summary.md", *VISIBLE])
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [".pa-batch", "summary.md", "summary.html", *VISIBLE]
+    )
 
 
 # The commit itself lasts milliseconds, too short to aim a timer at each of its steps. This
