@@ -351,6 +351,10 @@ def explain_command(
         int | None, typer.Option("--line", min=1, help="Only this line of the claim.")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON document instead.")] = False,
+    runs_in: Annotated[
+        Path | None,
+        typer.Option("--in", help="The output directory whose history holds RUN, a run id."),
+    ] = None,
 ) -> None:
     """Why each line of CLAIM_ID got its outcome: the input, what it was normalized to, every
     criterion in policy order with the observed value and the limit or reference row that
@@ -364,7 +368,7 @@ def explain_command(
     from pa_batch.history import resolve_run
 
     try:
-        explained = explain(resolve_run(run), claim_id, line)
+        explained = explain(resolve_run(run, runs_in), claim_id, line)
     except RunError as error:
         typer.echo(f"pa-batch: error: {error}", err=True)
         raise typer.Exit(EXIT_FAILED) from None

@@ -183,6 +183,9 @@ def summary_markdown(report: RunReport) -> str:
         )
         + " (unknown: the NDC was unreadable, or the record malformed).",
         "",
+        f"`DX_NOT_BILLABLE` uses {icd10cm.EDITION} ({icd10cm.PACKAGE} "
+        f"{icd10cm.PACKAGE_VERSION}), for service dates from {icd10cm.APPLIES_FROM}.",
+        "",
         "## Reject errors (a rejected record may carry several)",
         "",
         "| error | errors |",

@@ -117,3 +117,14 @@ def test_explain_takes_a_run_of_the_history(tmp_path):
     result = _cli("explain", first, "RX24000008", "--json")
     assert result.exit_code == 0
     assert json.loads(result.output)["run"]["id"] == "first"
+
+
+def test_explain_takes_a_run_id_in_a_history(tmp_path):
+    out = tmp_path / "out"
+    for run_id in ("first", "second"):
+        assert (
+            _cli("run", SAMPLE_DATA / "claims.csv", "--out", out, "--run-id", run_id).exit_code == 0
+        )
+    result = _cli("explain", "first", "RX24000008", "--in", out, "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["run"]["id"] == "first"
