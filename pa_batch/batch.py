@@ -162,13 +162,7 @@ def finish_batch(decided: DecidedBatch, claim_keys: ClaimKeyRegistry) -> BatchOu
         advisories=_code_counts(results["advisories"]),
         errors=Counter(rejects["error_code"].value_counts().to_dict()),
         rejected_by_powder_line=Counter(rejected["powder_line"].value_counts().to_dict()),
-        by_month=Counter(
-            zip(
-                results["service_date"].dt.strftime("%Y-%m"),
-                results["decision"],
-                strict=True,
-            )
-        ),
+        by_month=_by_month(results),
         routes=Counter(results["route"].fillna(MISSING_ROUTE).value_counts().to_dict()),
     )
     if outcome.rows_read != decided.rows_read:
@@ -363,6 +357,20 @@ def _rejects(
     both = both.astype({"source_row": "int64"})
     both = both.sort_values("source_row", kind="stable").reset_index(drop=True)
     return both[REJECTS_SCHEMA.names]
+
+
+def _by_month(results: pd.DataFrame) -> Counter[tuple[str, str]]:
+    """Decided lines by (service month, decision), counted on the few distinct pairs."""
+    # months since 1970 as integers: pandas keeps no month unit
+    month = results["service_date"].to_numpy(dtype="datetime64[M]").astype(np.int64)
+    pairs = pd.DataFrame({"month": month, "decision": results["decision"].to_numpy()})
+    counted = pairs.value_counts(sort=False)
+    return Counter(
+        {
+            (str(np.datetime64(int(m), "M")), str(d)): int(n)  # a few dozen distinct pairs
+            for (m, d), n in counted.items()
+        }
+    )
 
 
 def _code_counts(joined: pd.Series) -> Counter[str]:

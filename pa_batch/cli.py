@@ -13,6 +13,8 @@ import codecs
 import re
 import sys
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
@@ -292,11 +294,8 @@ def runs_command(
     """List DIR's runs, newest first: committed ones (kept by --keep-runs) and failures."""
     from pa_batch.history import list_runs, runs_table
 
-    try:
+    with _one_line_on_failure():
         runs = list_runs(out)
-    except RunError as error:
-        typer.echo(f"pa-batch: error: {error}", err=True)
-        raise typer.Exit(EXIT_FAILED) from None
     typer.echo(runs_table(runs))
 
 
@@ -325,14 +324,11 @@ def diff_command(
         other_path = Path(other)
         return other_path if (other_path / ".pa-batch").is_dir() else None
 
-    try:
+    with _one_line_on_failure():
         old_run = resolve_run(old, base_for(new))
         new_run = resolve_run(new, base_for(old))
         differences = diff_runs(read_results(old_run), read_results(new_run))
         write_diff(differences, out)
-    except RunError as error:
-        typer.echo(f"pa-batch: error: {error}", err=True)
-        raise typer.Exit(EXIT_FAILED) from None
     typer.echo(f"{len(differences):,} lines differ; written to {out}")
     for (before, after), count in sorted(transitions(differences).items()):
         typer.echo(f"  {before} \u2192 {after}: {count:,}")
@@ -367,12 +363,19 @@ def explain_command(
     from pa_batch.explain import explain, render_text
     from pa_batch.history import resolve_run
 
-    try:
+    with _one_line_on_failure():
         explained = explain(resolve_run(run, runs_in), claim_id, line)
+    typer.echo(json.dumps(explained, indent=2) if as_json else render_text(explained))
+
+
+@contextmanager
+def _one_line_on_failure() -> Iterator[None]:
+    """The reading commands (runs, diff, explain) fail as run does: one line, exit 1."""
+    try:
+        yield
     except RunError as error:
         typer.echo(f"pa-batch: error: {error}", err=True)
         raise typer.Exit(EXIT_FAILED) from None
-    typer.echo(json.dumps(explained, indent=2) if as_json else render_text(explained))
 
 
 def _check_encoding(encoding: str) -> None:

@@ -55,20 +55,24 @@ def read_ahead(items: Iterable, depth: int = 1) -> Iterator:
     handoff: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
+    def hand_over(entry: tuple) -> bool:
+        """Put ``entry`` unless the caller has stopped listening; False if it has."""
+        while not stop.is_set():
+            try:
+                handoff.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def produce() -> None:
         try:
             for item in items:
-                while not stop.is_set():
-                    try:
-                        handoff.put((item, None), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not hand_over((item, None)):
                     return
-            handoff.put((_DONE, None))
+            hand_over((_DONE, None))
         except BaseException as error:  # handed to the caller, raised there
-            handoff.put((_DONE, error))
+            hand_over((_DONE, error))
         finally:
             close = getattr(items, "close", None)
             if close is not None:  # a generator closes in the thread that ran it

@@ -116,16 +116,16 @@ def _diagnosis_facts(
     ``dx_not_billable``."""
     lines = len(line_version)
     token_version = line_version[tokens["row"].to_numpy()]
-    # the value-set entry each token meets: the first prefix of the version's list it starts with
-    entry = np.full(len(tokens), None, dtype=object)
-    for version in np.unique(token_version):
-        mine = token_version == version
-        codes = tokens.loc[mine, "code"]
-        met = np.full(len(codes), None, dtype=object)
-        for prefix in reference.spasticity_prefixes[version]:
-            starts = codes.str.startswith(prefix).to_numpy() & pd.isna(met)
-            met[starts] = prefix
-        entry[mine] = met
+    # the value-set entry each token meets: the first prefix of the version's list it starts
+    # with, evaluated once per distinct (version, code) and gathered back
+    pairs = pd.DataFrame({"version": token_version, "code": tokens["code"].to_numpy()})
+    keys, distinct_pairs = pd.MultiIndex.from_frame(pairs).factorize()
+    distinct_entry = np.full(len(distinct_pairs), None, dtype=object)
+    for position, (version, code) in enumerate(distinct_pairs):
+        distinct_entry[position] = next(
+            (p for p in reference.spasticity_prefixes[version] if code.startswith(p)), None
+        )
+    entry = distinct_entry[keys] if len(keys) else np.empty(0, dtype=object)
     in_value_set = ~pd.isna(entry)
     matching = tokens[in_value_set]
     first = ~matching.duplicated("row").to_numpy()

@@ -68,3 +68,14 @@ def test_a_failure_in_the_background_writer_fails_the_run_cleanly(
     )
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
     assert not [t for t in threading.enumerate() if t.name.startswith("pa-batch-write")]
+
+
+def test_a_consumer_failing_while_the_producer_waits_does_not_hang():
+    """The producer is blocked handing over its last item when the caller fails."""
+    consumer = read_ahead(iter(range(3)))
+    assert next(consumer) == 0
+    thread = threading.Thread(target=consumer.close)  # what an exception in the caller does
+    thread.start()
+    thread.join(5)
+    assert not thread.is_alive()
+    assert not [t for t in threading.enumerate() if t.name == "pa-batch-read-ahead"]
