@@ -118,21 +118,27 @@ def _diagnosis_facts(
     token_version = line_version[tokens["row"].to_numpy()]
     # the value-set entry each token meets: the first prefix of the version's list it starts
     # with, evaluated once per distinct (version, code) and gathered back
-    pairs = pd.DataFrame({"version": token_version, "code": tokens["code"].to_numpy()})
-    keys, distinct_pairs = pd.MultiIndex.from_frame(pairs).factorize()
-    distinct_entry = np.full(len(distinct_pairs), None, dtype=object)
-    for position, (version, code) in enumerate(distinct_pairs):
+    codes, distinct_codes = pd.factorize(tokens["code"])
+    versions = len(reference.spasticity_prefixes)
+    pair_keys, pair_index = np.unique(codes * versions + token_version, return_inverse=True)
+    distinct_entry = np.full(len(pair_keys), None, dtype=object)
+    for position, key in enumerate(pair_keys.tolist()):
+        code, version = distinct_codes[key // versions], key % versions
         distinct_entry[position] = next(
             (p for p in reference.spasticity_prefixes[version] if code.startswith(p)), None
         )
-    entry = distinct_entry[keys] if len(keys) else np.empty(0, dtype=object)
+    distinct_dotted = np.array(
+        [None if prefix is None else _dotted(prefix) for prefix in distinct_entry], dtype=object
+    )
+    entry = distinct_dotted[pair_index] if len(pair_index) else np.empty(0, dtype=object)
     in_value_set = ~pd.isna(entry)
-    matching = tokens[in_value_set]
-    first = ~matching.duplicated("row").to_numpy()
-    first_match = matching[first]
+    # tokens come in line order: a line's first matching token is its first occurrence
+    matched_rows = tokens["row"].to_numpy()[in_value_set]
+    matched, first = np.unique(matched_rows, return_index=True)
+    first_match = tokens[in_value_set].iloc[first]
+    first_entry = entry[in_value_set][first]
     has_diagnosis = np.zeros(lines, dtype=bool)
     has_diagnosis[tokens["row"].to_numpy()] = True
-    matched = first_match["row"].to_numpy()
 
     def per_line(values) -> pd.Series:
         column = np.full(lines, None, dtype=object)
@@ -144,9 +150,7 @@ def _diagnosis_facts(
             "has_diagnosis": has_diagnosis,
             "spasticity_code": per_line(first_match["code"]),
             "spasticity_code_given": per_line(first_match["given"]),
-            "spasticity_value_set_entry": per_line(
-                [_dotted(p) for p in entry[in_value_set][first]]
-            ),
+            "spasticity_value_set_entry": per_line(first_entry),
             "dx_not_billable": _not_billable(tokens, lines, service_date),
         },
         index=index,
