@@ -12,7 +12,7 @@ OUT ?= out/sample
 
 run: $(VENV)/.installed
 	$(BIN)/pa-batch run sample_data/claims.csv --out $(OUT) --reference-dir sample_data/reference
-	@echo "outputs: $(OUT)/results.parquet $(OUT)/rejects.parquet $(OUT)/summary.json $(OUT)/summary.md"
+	@echo "outputs: $(OUT)/results.parquet $(OUT)/rejects.parquet $(OUT)/summary.json $(OUT)/summary.md $(OUT)/summary.html"
 
 test: $(VENV)/.installed $(VENV)/.test-deps
 	$(BIN)/pytest
