@@ -93,7 +93,7 @@ def decide_batch(batch: Batch, source_file: str, reference: ReferenceData) -> De
     )
     passed = ~records.index.isin(record_failures["position"])
 
-    powder_line = powder_line_status(records["drug_name"], parsed["ndc"], reference)
+    powder_line, in_scope_by = scope(records["drug_name"], parsed["ndc"], reference)
     in_scope = passed & (powder_line == YES)
     lines = records.loc[in_scope]  # index: position in the batch
     service_date = parsed.loc[in_scope, "service_date"]
@@ -110,7 +110,14 @@ def decide_batch(batch: Batch, source_file: str, reference: ReferenceData) -> De
     )
     decisions = decide(facts)
     results = _results(
-        lines, line_parsed, facts, decisions, batch.source_rows, source_file, reference
+        lines,
+        line_parsed,
+        facts,
+        decisions,
+        batch.source_rows,
+        source_file,
+        reference,
+        in_scope_by.loc[lines.index],
     )
     positions = pa.array(lines.index.to_numpy())
     given = batch.raw.get("line_number")
@@ -196,35 +203,25 @@ def _duplicate_rejects(
     )[REJECTS_SCHEMA.names]
 
 
-def powder_line_status(
+def scope(
     drug_name: pd.Series, ndc: pd.Series, reference: ReferenceData
-) -> np.ndarray:
-    """Scope of every record: ``yes`` (a listed product NDC, or a drug name naming baclofen
-    and powder or bulk), ``no``, or ``unknown`` when the NDC is unreadable, is not named
-    baclofen powder, and a product list exists that it might have been on.
+) -> tuple[np.ndarray, pd.Series]:
+    """Scope of every record, and how it got there.
 
-    ``ndc`` is the normalized NDC (NA where missing or invalid)."""
-    listed, named = scope_evidence(drug_name, ndc, reference)
-    powder = listed | named
-    ndc_decides_nothing = not reference.product_ndcs
-    knowable = ndc.notna().to_numpy() | ndc_decides_nothing
-    return np.where(powder, YES, np.where(knowable, NO, UNKNOWN))
-
-
-def scope_evidence(
-    drug_name: pd.Series, ndc: pd.Series, reference: ReferenceData
-) -> tuple[np.ndarray, np.ndarray]:
-    """Whether each record's NDC is a listed product, and whether its name says baclofen
-    powder (or bulk): the two ways into scope."""
+    The first array is ``yes`` (a listed product NDC, or a drug name naming baclofen and
+    powder or bulk), ``no``, or ``unknown`` when the NDC is unreadable, the record is not
+    named baclofen powder, and a product list exists that it might have been on. The second
+    says by which way a powder line is in scope: ``ndc``, ``name`` or ``both``.
+    ``ndc`` is the normalized NDC (NA where missing or invalid).
+    """
     listed = ndc.isin(reference.product_ndcs).to_numpy()
     named = normalize.on_distinct(drug_name, _names_baclofen_powder)
-    return listed, named.fillna(False).astype(bool).to_numpy()
-
-
-def _in_scope_by(drug_name: pd.Series, ndc: pd.Series, reference: ReferenceData) -> pd.Series:
-    listed, named = scope_evidence(drug_name, ndc, reference)
+    named = named.fillna(False).astype(bool).to_numpy()
+    ndc_decides_nothing = not reference.product_ndcs
+    knowable = ndc.notna().to_numpy() | ndc_decides_nothing
+    status = np.where(listed | named, YES, np.where(knowable, NO, UNKNOWN))
     by = np.where(listed & named, "both", np.where(listed, "ndc", "name"))
-    return pd.Series(by, index=drug_name.index, dtype="str")
+    return status, pd.Series(by, index=drug_name.index, dtype="str")
 
 
 def _names_baclofen_powder(names: pd.Series) -> pd.Series:
@@ -242,6 +239,7 @@ def _results(
     source_rows: np.ndarray,
     source_file: str,
     reference: ReferenceData,
+    in_scope_by: pd.Series,
 ) -> pd.DataFrame:
     n = len(lines)
     policy = reference.policy
@@ -255,7 +253,7 @@ def _results(
         "drug_name": lines["drug_name"],
         "route": facts["route"],
         "route_given": lines["route"],
-        "in_scope_by": _in_scope_by(lines["drug_name"], parsed["ndc"], reference),
+        "in_scope_by": in_scope_by,
         "strength": lines["strength"],
         "strength_unit": lines["strength_unit"],
         "normalized_strength": facts["strength"],
