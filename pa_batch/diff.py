@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from pa_batch.errors import RunError
+from pa_batch.history import read_run_table
 
 KEY = ["claim_id", "line_number"]
 COMPARED = ["decision", "reasons", "approval_start", "approval_end"]
@@ -38,20 +38,9 @@ DIFF_SCHEMA = pa.schema(
 
 
 def read_results(run_dir: Path) -> pd.DataFrame:
-    """A committed run's results, whichever format it wrote."""
-    parquet, csv = run_dir / "results.parquet", run_dir / "results.csv"
-    columns = [*KEY, "service_date", *COMPARED]
-    if parquet.exists():
-        frame = pq.read_table(parquet, columns=columns).to_pandas()
-    elif csv.exists():
-        frame = pd.read_csv(csv, dtype="str", keep_default_na=False, usecols=columns)
-        # undo the spreadsheet guard: a leading ' before = + - @ was added on writing
-        frame["claim_id"] = frame["claim_id"].str.replace(r"^'(?=[=+\-@\t\r\n])", "", regex=True)
-        frame["line_number"] = frame["line_number"].astype("int64")
-        for column in ("service_date", "approval_start", "approval_end"):
-            frame[column] = pd.to_datetime(frame[column].replace("", None)).dt.date
-    else:
-        raise RunError("no results file in the run", file=str(run_dir))
+    """A committed run's results, whichever format it wrote, typed for comparing."""
+    frame = read_run_table(run_dir, "results", [*KEY, "service_date", *COMPARED])
+    frame["line_number"] = frame["line_number"].astype("int64")
     for column in ("service_date", "approval_start", "approval_end"):
         frame[column] = pd.to_datetime(frame[column]).astype("datetime64[s]")
     frame["reasons"] = frame["reasons"].fillna("")

@@ -14,9 +14,9 @@ import json
 from pathlib import Path
 
 import pandas as pd
-import pyarrow.parquet as pq
 
 from pa_batch.errors import RunError
+from pa_batch.history import read_run_table
 from pa_batch.policy import PolicyDefinition, load_policy
 from pa_batch.rules import ADVISORIES, CRITERIA
 
@@ -28,22 +28,10 @@ INPUT_AS_GIVEN = (
 )  # fmt: skip
 
 
-def read_table(run_dir: Path, name: str) -> pd.DataFrame:
-    parquet, text = run_dir / f"{name}.parquet", run_dir / f"{name}.csv"
-    if parquet.exists():
-        frame = pq.read_table(parquet).to_pandas()
-    elif text.exists():
-        frame = pd.read_csv(text, dtype="str", keep_default_na=False)
-        frame = frame.replace({"": None})
-    else:
-        raise RunError(f"no {name} file in the run", file=str(run_dir))
-    return frame
-
-
 def explain(run_dir: Path, claim_id: str, line: int | None = None) -> dict:
     """Every line of ``claim_id`` in the run (or only line ``line``), explained."""
-    results = read_table(run_dir, "results")
-    rejects = read_table(run_dir, "rejects")
+    results = read_run_table(run_dir, "results")
+    rejects = read_run_table(run_dir, "rejects")
     summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
     decided = results[results["claim_id"].astype("str") == claim_id]
     rejected = rejects[rejects["claim_id"].astype("str") == claim_id]

@@ -7,6 +7,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
+import pyarrow.parquet as pq
+
 from pa_batch.errors import RunError
 from pa_batch.policy import OUTCOMES
 from pa_batch.writers import COMMITTED_MARK, CONTROL_DIR, committed_runs
@@ -115,3 +118,21 @@ def resolve_run(argument: str, base: Path | None = None) -> Path:
             return candidate.resolve()
         raise RunError(f"no committed run with this id in {base}", file=argument)
     raise RunError("no such output directory or run", file=argument)
+
+
+# the spreadsheet guard of CSV outputs: a ' put before a leading = + - @ tab CR LF
+_SPREADSHEET_GUARD = r"^'(?=[=+\-@\t\r\n])"
+
+
+def read_run_table(run_dir: Path, name: str, columns: list[str] | None = None) -> pd.DataFrame:
+    """A committed run's ``results`` or ``rejects``, whichever format it wrote. From CSV,
+    every cell is text (empty: missing) with the spreadsheet guard undone, so a claim reads
+    the same from either format."""
+    parquet, text = run_dir / f"{name}.parquet", run_dir / f"{name}.csv"
+    if parquet.exists():
+        return pq.read_table(parquet, columns=columns).to_pandas()
+    if not text.exists():
+        raise RunError(f"no {name} file in the run", file=str(run_dir))
+    frame = pd.read_csv(text, dtype="str", keep_default_na=False, usecols=columns)
+    frame = frame.apply(lambda cells: cells.str.replace(_SPREADSHEET_GUARD, "", regex=True))
+    return frame.replace({"": None})

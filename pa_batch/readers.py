@@ -154,14 +154,10 @@ def sha256_of_path(path: Path) -> str:
 
 
 def sha256_of(source: InputFile) -> str:
-    digest = hashlib.sha256()
     try:
-        with source.path.open("rb") as stream:
-            for chunk in iter(lambda: stream.read(1 << 20), b""):
-                digest.update(chunk)
+        return sha256_of_path(source.path)
     except OSError as error:
         raise RunError(f"cannot read file ({error.strerror})", file=source.label) from None
-    return digest.hexdigest()
 
 
 @dataclass
@@ -205,13 +201,6 @@ def open_extract(source: InputFile, *, encoding: str = "utf-8") -> Extract:
         if source.format == CSV:
             return _open_csv(source, encoding)
         return _open_parquet(source)
-
-
-def read_batches(
-    source: InputFile, *, encoding: str = "utf-8", batch_rows: int = DEFAULT_BATCH_ROWS
-) -> Iterator[Batch]:
-    """Every batch of ``source``: ``open_extract`` then ``Extract.batches``."""
-    yield from open_extract(source, encoding=encoding).batches(batch_rows)
 
 
 @contextmanager
