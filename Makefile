@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip install --quiet --constraint constraints.txt
-SOURCES := $(shell find pa_batch schemas -name '*.py' -o -name '*.csv' -o -name '*.toml' -o -name '*.j2') pyproject.toml
+SOURCES := $(shell find pa_batch schemas -name '*.py' -o -name '*.csv' -o -name '*.toml' -o -name '*.j2' -o -name '*.txt') pyproject.toml
 OUT ?= out/sample
 
 .PHONY: run test lint bench sample-data docs constraints clean
@@ -27,8 +27,10 @@ bench: $(VENV)/.installed $(VENV)/.test-deps
 sample-data: $(VENV)/.installed
 	$(BIN)/python sample_data/make_sample.py
 
-# the README's generated tables and docs/contract.md, from the code's registries
-docs: $(VENV)/.installed
+# the README's generated tables and docs/contract.md, from the code's registries; the
+# billable ICD-10-CM list, from the pinned simple-icd-10-cm
+docs: $(VENV)/.installed $(VENV)/.test-deps
+	$(BIN)/python -m pa_batch.icd10cm --write
 	$(BIN)/python -m pa_batch.docs --write
 
 constraints: $(VENV)/.installed $(VENV)/.test-deps

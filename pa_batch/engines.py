@@ -40,7 +40,10 @@ class LocalEngine(AbstractContextManager):
 
     def decide(self, batches: Iterable[Batch], source_file: str) -> Iterator[DecidedBatch]:
         for batch in read_ahead(batches):
-            yield decide_batch(batch, source_file, self.reference)
+            decided = decide_batch(batch, source_file, self.reference)
+            del batch  # the records go before the next batch is decided
+            yield decided
+            del decided
 
 
 _DONE = object()
@@ -49,32 +52,34 @@ _DONE = object()
 def read_ahead(items: Iterable, depth: int = 1) -> Iterator:
     """``items`` in order, the next ``depth`` produced by a thread while the caller works.
 
+    The producer starts an item only once there is room for it: with ``depth`` 1, one item
+    is being worked on and one read, never more (a batch read is a batch held in memory).
     An exception in the producer is raised here, in the caller's thread, at the point the
     item would have come; a caller that stops early stops the producer too.
     """
-    handoff: queue.Queue = queue.Queue(maxsize=depth)
+    handoff: queue.Queue = queue.Queue()
+    room = threading.Semaphore(depth)
     stop = threading.Event()
 
-    def hand_over(entry: tuple) -> bool:
-        """Put ``entry`` unless the caller has stopped listening; False if it has."""
+    def wait_for_room() -> bool:
+        """Take a place for one more item unless the caller has stopped; False if it has."""
         while not stop.is_set():
-            try:
-                handoff.put(entry, timeout=0.1)
+            if room.acquire(timeout=0.1):
                 return True
-            except queue.Full:
-                continue
         return False
 
     def produce() -> None:
+        iterator = iter(items)
         try:
-            for item in items:
-                if not hand_over((item, None)):
+            while wait_for_room():
+                item = next(iterator, _DONE)
+                handoff.put((item, None))
+                if item is _DONE:
                     return
-            hand_over((_DONE, None))
         except BaseException as error:  # handed to the caller, raised there
-            hand_over((_DONE, error))
+            handoff.put((_DONE, error))
         finally:
-            close = getattr(items, "close", None)
+            close = getattr(iterator, "close", None)
             if close is not None:  # a generator closes in the thread that ran it
                 close()
 
@@ -83,11 +88,14 @@ def read_ahead(items: Iterable, depth: int = 1) -> Iterator:
     try:
         while True:
             item, error = handoff.get()
+            room.release()  # the producer may start the next item while this one is worked
             if error is not None:
                 raise error
             if item is _DONE:
                 return
-            yield item
+            held = [item]
+            del item
+            yield held.pop()  # this frame keeps no reference while the caller works
     finally:
         stop.set()
         producer.join()

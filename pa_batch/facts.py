@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from pa_batch import icd10cm, normalize
 from pa_batch.reference import ANY_VERSION, ReferenceData
@@ -170,9 +172,11 @@ def _not_billable(tokens: pd.DataFrame, lines: int, service_date: pd.Series) -> 
     rows = tokens["row"].to_numpy()
     considered = described[rows]
     if not considered.any():
-        return flagged  # the code set is never loaded for runs it does not describe
+        return flagged
     codes, distinct = pd.factorize(tokens.loc[considered, "code"])
-    billable = np.array([icd10cm.is_billable(code) for code in distinct], dtype=bool)
+    billable = pc.is_in(
+        pa.array(distinct, type=pa.string()), value_set=icd10cm.billable_code_array()
+    ).to_numpy(zero_copy_only=False)
     flagged[rows[considered][~billable[codes]]] = True
     return flagged
 

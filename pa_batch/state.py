@@ -7,8 +7,13 @@ DUPLICATE_KEY) and the running counts.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+import weakref
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -16,33 +21,157 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 _ROW_BITS = 40  # a location packs (input index, source_row) into one uint64
+# in-memory runs are merged up to this many keys (64 MiB of hashes): a merge never needs
+# more than that again in passing, and a batch is checked against a handful of runs
+_MAX_MERGED_RUN = 1 << 23
 
 
-@dataclass
-class _Run:
-    """Keys sorted by hash: the hashes, the key text (for exactness) and where each was first."""
+class _SpilledKeys:
+    """Every registered key on disk, written once, in segments (one per batch, each sorted by
+    hash): the hashes, where each key was first seen, and the key text. Read back only for
+    hashes already known, through a memory map opened for that one lookup."""
 
-    hashes: np.ndarray  # uint64, ascending
-    keys: pa.Array  # string, in hash order
-    locations: np.ndarray  # uint64: input index << 40 | source_row
+    _FILES = ("hashes", "locations", "key_ends", "keys")
+
+    def __init__(self, directory: Path | None):
+        self.directory = directory
+        self._files: dict[str, BinaryIO] = {}  # opened at the first segment
+        self._segments: list[tuple[int, int]] = []  # (first entry, entries)
+        self.entries = 0
+        self._key_bytes = 0
+        self._finalizer: weakref.finalize | None = None
+
+    def _open(self) -> None:
+        own = self.directory is None
+        if own:
+            self.directory = Path(tempfile.mkdtemp(prefix="pa-batch-keys-"))
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._files = {name: (self.directory / name).open("wb") for name in self._FILES}
+        # closed and removed even if the owner forgets to (a test, an interrupted run)
+        self._finalizer = weakref.finalize(
+            self, _remove_spill, self.directory, list(self._files.values()), own
+        )
+
+    def append(self, hashes: np.ndarray, keys: pa.Array, locations: np.ndarray) -> None:
+        """One segment: ``hashes`` ascending, ``keys`` and ``locations`` in the same order."""
+        if not self._files:
+            self._open()
+        keys = keys.cast(pa.large_string())
+        offsets = np.frombuffer(keys.buffers()[1], dtype=np.int64)[
+            keys.offset : keys.offset + len(keys) + 1
+        ]
+        data = keys.buffers()[2]
+        start, end = int(offsets[0]), int(offsets[-1])
+        hashes.astype(np.uint64).tofile(self._files["hashes"])
+        locations.astype(np.uint64).tofile(self._files["locations"])
+        (offsets[1:] - start + self._key_bytes).astype(np.uint64).tofile(self._files["key_ends"])
+        if data is not None and end > start:
+            self._files["keys"].write(memoryview(data)[start:end])
+        self._segments.append((self.entries, len(hashes)))
+        self.entries += len(hashes)
+        self._key_bytes += end - start
+
+    def find(self, hashes: np.ndarray, keys: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+        """For each (hash, key) asked: whether the key is registered, and its location."""
+        known = np.zeros(len(hashes), dtype=bool)
+        location = np.zeros(len(hashes), dtype=np.uint64)
+        if not len(hashes) or not self.entries:
+            return known, location
+        for file in self._files.values():
+            file.flush()
+        stored = {
+            name: np.memmap(self.directory / name, dtype=np.uint64, mode="r")
+            for name in ("hashes", "locations", "key_ends")
+        }
+        stored_keys = (
+            np.memmap(self.directory / "keys", dtype=np.uint8, mode="r")
+            if self._key_bytes
+            else np.zeros(0, np.uint8)
+        )
+        try:
+            for first, count in self._segments:
+                pending = np.flatnonzero(~known)
+                if not len(pending):
+                    break
+                segment = stored["hashes"][first : first + count]
+                at = np.searchsorted(segment, hashes[pending], side="left")
+                # equal hashes (almost always none or one) are walked until the text matches
+                while len(pending):
+                    inside = at < count
+                    pending, at = pending[inside], at[inside]
+                    same_hash = segment[at] == hashes[pending]
+                    pending, at = pending[same_hash], at[same_hash]
+                    if not len(pending):
+                        break
+                    entry = first + at
+                    same_key = pc.equal(
+                        _gather_text(stored["key_ends"], stored_keys, entry),
+                        keys.take(pa.array(pending)),
+                    ).to_numpy(zero_copy_only=False)
+                    known[pending[same_key]] = True
+                    location[pending[same_key]] = stored["locations"][entry[same_key]]
+                    pending, at = pending[~same_key], at[~same_key] + 1
+        finally:
+            del stored, stored_keys  # unmapped: the pages read leave this process
+        return known, location
+
+    def close(self) -> None:
+        if self._finalizer is not None:
+            self._finalizer()
+
+
+def _remove_spill(directory: Path, files: list[BinaryIO], own_directory: bool) -> None:
+    for file in files:
+        file.close()
+    for name in _SpilledKeys._FILES:
+        (directory / name).unlink(missing_ok=True)
+    if own_directory:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _gather_text(key_ends: np.ndarray, key_bytes: np.ndarray, entries: np.ndarray) -> pa.Array:
+    """The stored keys at ``entries``, as one Arrow string array (no per-key Python)."""
+    ends = np.asarray(key_ends[entries], dtype=np.int64)
+    before = entries - 1
+    starts = np.where(entries > 0, np.asarray(key_ends[np.maximum(before, 0)], np.int64), 0)
+    lengths = ends - starts
+    offsets = np.zeros(len(entries) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    positions = np.repeat(starts - offsets[:-1], lengths) + np.arange(offsets[-1])
+    data = np.asarray(key_bytes[positions], dtype=np.uint8)
+    return pa.LargeStringArray.from_buffers(
+        len(entries), pa.py_buffer(offsets), pa.py_buffer(data)
+    ).cast(pa.string())
 
 
 class ClaimKeyRegistry:
     """The first occurrence of every evaluated (claim_id, line_number) key in the run.
 
-    Keys live in a few sorted runs (a log-structured merge): a batch adds one run, and runs
-    of similar size are merged, so adding N keys costs O(N log N) in all, never a re-copy of
-    everything per batch. A batch is checked with one binary search per run; equal hashes
-    are confirmed on the key text, so a hash collision can never make a false duplicate.
-    About 40 bytes a key.
+    Only each key's 64-bit hash stays in memory (8 bytes a key: 400 MB at 50 million keys),
+    in a few sorted runs (a log-structured merge: a batch adds a run, runs of similar size
+    merge, up to 8 million keys a run). The key text and where each key was first seen are
+    written to disk once, and read back only where a batch's hash is already known: equal
+    hashes are confirmed on the key text, so a collision can never make a false duplicate.
+    A batch's hashes are sorted before they are searched, which keeps each search over a
+    large run a near-sequential pass.
     """
 
-    def __init__(self) -> None:
-        self._runs: list[_Run] = []
+    def __init__(self, spill_dir: Path | None = None) -> None:
+        self._runs: list[np.ndarray] = []  # uint64 hashes, each run ascending
         self._inputs: list[str] = []  # input labels, by index
+        self._spilled = _SpilledKeys(spill_dir)
+
+    def __enter__(self) -> ClaimKeyRegistry:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._spilled.close()
 
     def __len__(self) -> int:
-        return sum(len(run.hashes) for run in self._runs)
+        return sum(len(run) for run in self._runs)
 
     def claim(self, keys: pd.Series, source_file: str, source_rows: np.ndarray) -> pd.Series:
         """Register ``keys`` (of ``source_file``, at ``source_rows``) in order; for each, where
@@ -65,22 +194,38 @@ class ClaimKeyRegistry:
         found[repeat] = locations[first_position[codes[repeat]]]
         seen[repeat] = True
 
-        # the batch's distinct keys against the runs of earlier batches
+        # the batch's distinct keys, in hash order, against the keys of earlier batches
         distinct_keys = pd.Series(uniques, dtype="str")
-        distinct = pa.array(distinct_keys, type=pa.string(), from_pandas=True)
-        hashes = pd.util.hash_pandas_object(distinct_keys, index=False).to_numpy()
-        earlier = np.zeros(len(uniques), dtype=np.uint64)
-        known = np.zeros(len(uniques), dtype=bool)
+        hashes = pd.util.hash_pandas_object(distinct_keys, index=False).to_numpy(np.uint64)
+        order = np.argsort(hashes, kind="stable")
+        hashes = hashes[order]
+        distinct = pa.array(distinct_keys, type=pa.string(), from_pandas=True).take(pa.array(order))
+        first = first_position[order]  # each distinct key's first row in this batch
+        maybe = np.zeros(len(hashes), dtype=bool)
         for run in self._runs:
-            self._lookup(run, hashes, distinct, earlier, known)
-        first = first_position  # each distinct key's first row in this batch
+            at = np.searchsorted(run, hashes)
+            at[at == len(run)] = 0  # past the end: compared with run[0], never equal there
+            maybe |= run[at] == hashes
+        known = np.zeros(len(hashes), dtype=bool)
+        earlier = np.zeros(len(hashes), dtype=np.uint64)
+        if maybe.any():
+            candidates = np.flatnonzero(maybe)
+            found_known, found_at = self._spilled.find(
+                hashes[candidates], distinct.take(pa.array(candidates))
+            )
+            known[candidates] = found_known
+            earlier[candidates] = found_at
         seen[first[known]] = True
         found[first[known]] = earlier[known]
-        repeat_of_earlier = known[codes] & repeat
-        found[repeat_of_earlier] = earlier[codes[repeat_of_earlier]]
+        rank = np.empty(len(order), dtype=np.int64)
+        rank[order] = np.arange(len(order))  # distinct key (factorize code) -> hash order
+        repeat_of_earlier = known[rank[codes]] & repeat
+        found[repeat_of_earlier] = earlier[rank[codes[repeat_of_earlier]]]
 
         new = ~known
-        self._add(hashes[new], distinct.filter(pa.array(new)), locations[first[new]])
+        if new.any():
+            self._spilled.append(hashes[new], distinct.filter(pa.array(new)), locations[first[new]])
+            self._add(hashes[new])
         return pd.Series(self._describe(found, seen), dtype="str")
 
     def _describe(self, found: np.ndarray, seen: np.ndarray) -> np.ndarray:
@@ -91,40 +236,18 @@ class ClaimKeyRegistry:
         described[seen] = labels + " row " + rows.astype(str).astype(object)
         return described
 
-    @staticmethod
-    def _lookup(
-        run: _Run, hashes: np.ndarray, keys: pa.Array, earlier: np.ndarray, known: np.ndarray
-    ) -> None:
-        pending = np.flatnonzero(~known)
-        at = np.searchsorted(run.hashes, hashes[pending], side="left")
-        # walk runs of equal hashes (almost always length 0 or 1) until the key text matches
-        while len(pending):
-            in_range = at < len(run.hashes)
-            pending, at = pending[in_range], at[in_range]
-            same_hash = run.hashes[at] == hashes[pending]
-            pending, at = pending[same_hash], at[same_hash]
-            if not len(pending):
-                break
-            same_key = pc.equal(run.keys.take(pa.array(at)), keys.take(pa.array(pending))).to_numpy(
-                zero_copy_only=False
-            )
-            earlier[pending[same_key]] = run.locations[at[same_key]]
-            known[pending[same_key]] = True
-            pending, at = pending[~same_key], at[~same_key] + 1
-
-    def _add(self, hashes: np.ndarray, keys: pa.Array, locations: np.ndarray) -> None:
-        if not len(hashes):
-            return
-        order = np.argsort(hashes, kind="stable")
-        self._runs.append(_Run(hashes[order], keys.take(pa.array(order)), locations[order]))
-        # merge while the newest run is at least half the one before: log-many runs
-        while len(self._runs) > 1 and len(self._runs[-1].hashes) * 2 >= len(self._runs[-2].hashes):
+    def _add(self, hashes: np.ndarray) -> None:
+        """Add a sorted run; merge while the newest is at least half the one before."""
+        self._runs.append(hashes)
+        while (
+            len(self._runs) > 1
+            and len(self._runs[-1]) * 2 >= len(self._runs[-2])
+            and len(self._runs[-1]) + len(self._runs[-2]) <= _MAX_MERGED_RUN
+        ):
             newer, older = self._runs.pop(), self._runs.pop()
-            hashes = np.concatenate([older.hashes, newer.hashes])
-            order = np.argsort(hashes, kind="stable")
-            keys = pa.concat_arrays([older.keys, newer.keys]).take(pa.array(order))
-            locations = np.concatenate([older.locations, newer.locations])[order]
-            self._runs.append(_Run(hashes[order], keys, locations))
+            merged = np.concatenate([older, newer])
+            merged.sort(kind="stable")  # two sorted halves: a merge
+            self._runs.append(merged)
 
 
 @dataclass

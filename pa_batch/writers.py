@@ -8,6 +8,7 @@ Layout of an output directory DIR::
                                                                   marks it; --keep-runs newest)
     DIR/.pa-batch/failures/<run id>.json                         (what a failed run said)
     DIR/.pa-batch/staging-<run id>/                              (a run being written)
+    DIR/.pa-batch/scratch-<run id>/                              (its spilled claim keys)
     DIR/.pa-batch/lock                                           (held while a run writes)
 
 Files are written under staging, fsynced, and become visible only when ``current`` is
@@ -163,6 +164,7 @@ class OutputDirectory:
         self.control = out_dir / CONTROL_DIR
         self.run_id = run_id or new_run_id()
         self.staging = self.control / f"staging-{self.run_id}"
+        self.scratch = self.control / f"scratch-{self.run_id}"  # working files, never published
         self.warnings: list[str] = []  # cleanup problems after the commit: the run stands
         self._lock_file: int | None = None
 
@@ -274,6 +276,7 @@ class OutputDirectory:
         shutil.rmtree(self.staging, ignore_errors=True)
 
     def close(self) -> None:
+        shutil.rmtree(self.scratch, ignore_errors=True)
         if self._lock_file is not None:
             os.close(self._lock_file)
             self._lock_file = None
@@ -290,8 +293,9 @@ class OutputDirectory:
             for entry in directory.glob(f".*{_TEMPORARY_LINK_SUFFIX}"):
                 if entry.is_symlink():
                     entry.unlink()
-        for entry in self.control.glob("staging-*"):
-            shutil.rmtree(entry, ignore_errors=True)
+        for pattern in ("staging-*", "scratch-*"):
+            for entry in self.control.glob(pattern):
+                shutil.rmtree(entry, ignore_errors=True)
         runs = self.control / "runs"
         if runs.is_dir():
             for entry in runs.iterdir():

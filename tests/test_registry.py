@@ -80,3 +80,33 @@ def test_docs_never_send_a_reader_outside_the_repository():
     for document in ("README.md", "docs/contract.md"):
         text = (ROOT / document).read_text(encoding="utf-8")
         assert "SPEC.md" not in text and "../shared" not in text, document
+
+
+def test_shipped_billable_code_list_is_the_pinned_code_set():
+    """The DX_NOT_BILLABLE list a run reads is exactly what the pinned simple-icd-10-cm makes:
+    bumping the package without `make docs` fails here."""
+    from importlib import resources
+
+    from pa_batch import icd10cm
+
+    shipped = resources.files("pa_batch.policy_data").joinpath(icd10cm.CODE_LIST).read_text()
+    assert shipped == icd10cm.code_list_from_package()
+    assert len(icd10cm.billable_codes()) > 70_000
+
+
+@pytest.mark.parametrize(
+    "code, billable",
+    [("G8000", False), ("G800", True), ("G80.0", True), ("g80.0", True), ("G35", False),
+     ("G80", False), ("G35-G37", False), ("6", False), ("Z0000", True), ("Z00.00", True)],
+)  # fmt: skip
+def test_billable_means_a_leaf_of_the_code_set(code, billable):
+    """Side by side with the package's own answer (G35 is a category since FY2026)."""
+    import warnings
+
+    from pa_batch import icd10cm
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import simple_icd_10_cm as cm
+    assert icd10cm.is_billable(code) is billable
+    assert (cm.is_valid_item(code.upper()) and cm.is_leaf(code.upper())) is billable

@@ -69,3 +69,16 @@ def test_runs_merge_without_losing_keys(batch_size):
     assert sum(v is not None for v in claimed) == 1000
     assert len(registry) == 3000
     assert len(registry._runs) <= 2 + int(np.log2(3000))
+
+
+def test_only_hashes_stay_in_memory_and_the_spill_is_removed(tmp_path):
+    """8 bytes a key in memory; key text and locations on disk, gone when the registry is."""
+    spill = tmp_path / "spill"
+    keys = [f"C{i}\x1f1" for i in range(5000)]
+    with ClaimKeyRegistry(spill) as registry:
+        _claimed(registry, [("a.csv", keys[:2500]), ("a.csv", keys[2500:])])
+        assert sum(run.nbytes for run in registry._runs) == 8 * 5000
+        assert (spill / "keys").stat().st_size == sum(len(k) for k in keys)
+        again = _claimed(registry, [("b.csv", keys[4990:] + ["new"])])
+        assert again == [[f"a.csv row {row}" for row in range(2491, 2501)] + [None]]
+    assert not any(spill.iterdir())
