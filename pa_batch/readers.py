@@ -16,6 +16,7 @@ import glob
 import gzip
 import hashlib
 import io
+import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -145,6 +146,90 @@ class _HashingFile(io.RawIOBase):
         self._file.close()
 
 
+class _InOrderHashingFile(io.RawIOBase):
+    """A Parquet file hashed in file order as the decoder reads it: one pass, no second read.
+
+    Parquet is read out of order (the footer first, then column chunks), but its data pages
+    lie in file order, row group after row group. Each read within the data region first
+    brings the hash up to the read's end, reading sequentially through any bytes the decoder
+    skips (ignored columns) and keeping that newest stretch, from which the read is served.
+    Reads that reach into the footer (the decoder's first, speculative read of the tail) or
+    fall behind the hash are served by a plain read without touching the hash; the footer is
+    hashed last.
+    """
+
+    _STEP = 1 << 20
+    _MAX_WINDOW = 1 << 26  # a longer stretch is hashed in steps and read again for the decoder
+
+    def __init__(self, path: Path, data_end: int):
+        self._file = path.open("rb")
+        self._size = os.fstat(self._file.fileno()).st_size
+        self._data_end = data_end  # where the footer starts
+        self._digest = hashlib.sha256()
+        self._hashed = 0
+        self._window_start = 0
+        self._window = b""
+        self._position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
+        self._position = base + offset
+        return self._position
+
+    def tell(self) -> int:
+        return self._position
+
+    def size(self) -> int:
+        return self._size
+
+    def readinto(self, buffer) -> int:
+        start = self._position
+        wanted = min(len(buffer), max(0, self._size - start))
+        end = start + wanted
+        if self._hashed < end <= self._data_end:  # a read of data pages not yet hashed
+            self._hash_up_to(end)
+        window_end = self._window_start + len(self._window)
+        if self._window_start <= start and end <= window_end:
+            offset = start - self._window_start
+            buffer[:wanted] = self._window[offset : offset + wanted]
+            if end == window_end:
+                self._window = b""  # served to its end: not held beside the decoder's copy
+        else:
+            buffer[:wanted] = os.pread(self._file.fileno(), wanted, start)
+        self._position = end
+        return wanted
+
+    def _hash_up_to(self, end: int) -> None:
+        stretch = end - self._hashed
+        if stretch <= self._MAX_WINDOW:
+            window = os.pread(self._file.fileno(), stretch, self._hashed)
+            self._digest.update(window)
+            self._window_start, self._window = self._hashed, window
+        else:
+            for at in range(self._hashed, end, self._STEP):
+                self._digest.update(os.pread(self._file.fileno(), min(self._STEP, end - at), at))
+            self._window_start, self._window = end, b""
+        self._hashed = end
+
+    def hexdigest(self) -> str:
+        """The whole file's digest: what the decoder never needed (the footer) is read now."""
+        self._window = b""
+        for at in range(self._hashed, self._size, self._STEP):
+            self._digest.update(os.pread(self._file.fileno(), self._STEP, at))
+        self._hashed = self._size
+        return self._digest.hexdigest()
+
+    def release(self) -> None:
+        self._window = b""
+        self._file.close()
+
+
 def sha256_of_path(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as stream:
@@ -171,6 +256,7 @@ class Extract:
     skip_rows: int = 1  # CSV rows before the first record: blank lines and the header
     has_records: bool = True
     sha256: str | None = None  # the file's SHA-256, known once its batches are all read
+    parquet_data_end: int = 0  # Parquet: where the footer starts
 
     @property
     def ignored_columns(self) -> list[str]:
@@ -179,8 +265,7 @@ class Extract:
     def batches(self, batch_rows: int = DEFAULT_BATCH_ROWS) -> Iterator[Batch]:
         """Yield the file's records batch by batch; file-level problems raise ``RunError``.
 
-        A CSV file is hashed from the very bytes the parser reads; a Parquet file, read in
-        column chunks out of order, by one sequential pass at the end.
+        Either format is hashed from the bytes as the reader takes them, in one pass.
         """
         with _file_errors(self.source):
             if self.source.format == CSV:
@@ -191,8 +276,12 @@ class Extract:
                 finally:
                     stream.release()
             else:
-                yield from _parquet_batches(self, batch_rows)
-                self.sha256 = sha256_of(self.source)
+                stream = _InOrderHashingFile(self.source.path, self.parquet_data_end)
+                try:
+                    yield from _parquet_batches(self, batch_rows, stream)
+                    self.sha256 = stream.hexdigest()
+                finally:
+                    stream.release()
 
 
 def open_extract(source: InputFile, *, encoding: str = "utf-8") -> Extract:
@@ -476,12 +565,14 @@ def _open_parquet(source: InputFile) -> Extract:
     # becoming plausible values
     parquet = pq.ParquetFile(source.path, page_checksum_verification=True)
     names = parquet.schema_arrow.names
-    return Extract(source, names, canonical_header(names, source.label))
+    # the file ends: footer, its 4-byte length, "PAR1"
+    data_end = source.path.stat().st_size - 8 - parquet.metadata.serialized_size
+    return Extract(source, names, canonical_header(names, source.label), parquet_data_end=data_end)
 
 
-def _parquet_batches(extract: Extract, batch_rows: int) -> Iterator[Batch]:
+def _parquet_batches(extract: Extract, batch_rows: int, stream: io.RawIOBase) -> Iterator[Batch]:
     source, names = extract.source, extract.header
-    parquet = pq.ParquetFile(source.path, page_checksum_verification=True)
+    parquet = pq.ParquetFile(stream, page_checksum_verification=True)
     read_so_far = 0
     for record_batch in parquet.iter_batches(
         batch_size=batch_rows, columns=[names[i] for i in extract.known]

@@ -200,7 +200,7 @@ def test_a_record_longer_than_the_read_block_fails_the_file_clearly(
 
 @pytest.mark.parametrize("name", ["claims.csv", "claims.csv.gz", "claims.parquet"])
 def test_the_summary_carries_each_inputs_sha256(run_cli, tmp_path, name):
-    """Hashed from the bytes the parser reads (CSV), or in one pass after (Parquet)."""
+    """Hashed from the bytes as the reader takes them, Parquet included."""
     import gzip
     import shutil
 
@@ -216,3 +216,40 @@ def test_the_summary_carries_each_inputs_sha256(run_cli, tmp_path, name):
     assert listed["sha256"] == hashlib.sha256(extract.read_bytes()).hexdigest()
     records = pq.ParquetFile(extract).metadata.num_rows if name.endswith("parquet") else 294
     assert listed["rows"] == records
+
+
+@pytest.mark.parametrize("row_group_rows", [50, 1000, 100_000])
+def test_a_parquet_input_is_read_once_hash_included(tmp_path, monkeypatch, row_group_rows):
+    """The SHA-256 comes from the one pass the decoder makes: every byte before the footer
+    (the data pages) is read from the system once, however the row groups fall, an ignored
+    column's pages included; only the footer (metadata) and the decoder's first, speculative
+    64 KiB read of the file's tail are read besides."""
+    import os
+
+    import pyarrow as pa
+
+    from pa_batch import readers
+
+    table = pa.concat_tables([pq.read_table(SAMPLE_DATA / "claims.parquet")] * 40)
+    notes = pa.array([hashlib.sha256(b"%d" % i).hexdigest() for i in range(table.num_rows)])
+    table = table.append_column("note", notes)  # an ignored column: never decoded
+    extract = tmp_path / "claims.parquet"
+    pq.write_table(table, extract, row_group_size=row_group_rows)
+    read_bytes = []
+    real_pread = os.pread
+
+    def counted_pread(fd, length, offset):
+        chunk = real_pread(fd, length, offset)
+        read_bytes.append((offset, len(chunk)))
+        return chunk
+
+    opened = readers.open_extract(readers.input_file(extract))
+    monkeypatch.setattr(readers.os, "pread", counted_pread)
+    decided = sum(len(batch.records) for batch in opened.batches(50))
+    assert decided == table.num_rows
+    assert opened.sha256 == hashlib.sha256(extract.read_bytes()).hexdigest()
+    data_end = opened.parquet_data_end
+    assert data_end > 1 << 17
+    (tail_offset, tail_length), *hashing_pass = read_bytes
+    assert tail_offset + tail_length == extract.stat().st_size and tail_length <= 1 << 16
+    assert sum(max(0, min(o + n, data_end) - o) for o, n in hashing_pass) == data_end
