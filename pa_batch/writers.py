@@ -85,6 +85,21 @@ def neutralize_for_spreadsheets(table: pa.Table) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=table.schema)
 
 
+# Parquet min/max statistics let a reader skip row groups (`WHERE service_date >= ...`).
+# They are kept for every date and number column and for these few-valued text columns;
+# min/max of free text (claim ids, member ids) would cost a fifth of the write and skip
+# nothing.
+STATISTICS_TEXT_COLUMNS = ("decision", "policy_version", "source_file", "error_code")
+
+
+def statistics_columns(schema: pa.Schema) -> list[str]:
+    return [
+        field.name
+        for field in schema
+        if not pa.types.is_string(field.type) or field.name in STATISTICS_TEXT_COLUMNS
+    ]
+
+
 class TableWriter:
     """Streams batches of one output table (Parquet or CSV) with a fixed schema.
 
@@ -103,7 +118,9 @@ class TableWriter:
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pa-batch-write")
         self._in_flight: Future | None = None
         if fmt == PARQUET:
-            self._writer = pq.ParquetWriter(path, schema, compression="zstd")
+            self._writer = pq.ParquetWriter(
+                path, schema, compression="zstd", write_statistics=statistics_columns(schema)
+            )
         else:
             self._writer = pa_csv.CSVWriter(
                 path, schema, write_options=pa_csv.WriteOptions(quoting_style="needed")

@@ -199,3 +199,19 @@ def test_the_dask_engine_writes_the_local_engines_bytes(run_cli, tmp_path, dask_
         assert on_dask.summary["errors"]["DUPLICATE_KEY"] > 0
     for (fmt, table), (ours, theirs) in written.items():
         assert ours == theirs, (fmt, table)
+
+
+def test_parquet_statistics_are_kept_where_a_reader_can_skip_by_them(run_cli):
+    """Dates, numbers and few-valued text carry min/max; free text (member ids) does not."""
+    import pyarrow.parquet as pq
+
+    run = run_cli(SAMPLE_DATA / "claims.csv", "--reference-dir", SAMPLE_DATA / "reference")
+    assert run.exit_code == 0
+    group = pq.ParquetFile(run.out / "results.parquet").metadata.row_group(0)
+    kept = {
+        group.column(i).path_in_schema
+        for i in range(group.num_columns)
+        if group.column(i).is_stats_set
+    }
+    assert {"service_date", "source_row", "decision", "age_years", "policy_version"} <= kept
+    assert not {"member_id", "claim_id", "diagnosis_codes"} & kept
