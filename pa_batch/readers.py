@@ -9,6 +9,7 @@ Everything that fails a whole file raises ``RunError`` naming the file (and colu
 
 from __future__ import annotations
 
+import bisect
 import codecs
 import csv
 import difflib
@@ -149,22 +150,24 @@ class _HashingFile(io.RawIOBase):
 class _InOrderHashingFile(io.RawIOBase):
     """A Parquet file hashed in file order as the decoder reads it: one pass, no second read.
 
-    Parquet is read out of order (the footer first, then column chunks), but its data pages
-    lie in file order, row group after row group. Each read within the data region first
-    brings the hash up to the read's end, reading sequentially through any bytes the decoder
-    skips (ignored columns) and keeping that newest stretch, from which the read is served.
-    Reads that reach into the footer (the decoder's first, speculative read of the tail) or
-    fall behind the hash are served by a plain read without touching the hash; the footer is
-    hashed last.
+    Parquet is read out of order (the footer first, then column chunks, several columns at
+    once), but its row groups lie in file order. The first read within a row group hashes
+    that whole row group, reading it once, through any column the decoder skips (ignored
+    columns), and keeps it as the window every read of it is served from, until the next
+    row group replaces it. Reads that reach into the footer (the decoder's first,
+    speculative read of the tail) are served by a plain read without touching the hash; the
+    footer is hashed last. A row group larger than ``_MAX_WINDOW`` is hashed in steps up to
+    each read's end instead, and its reads are served by plain reads of what was hashed.
     """
 
     _STEP = 1 << 20
-    _MAX_WINDOW = 1 << 26  # a longer stretch is hashed in steps and read again for the decoder
+    _MAX_WINDOW = 1 << 27
 
-    def __init__(self, path: Path, data_end: int):
+    def __init__(self, path: Path, row_group_ends: list[int]):
         self._file = path.open("rb")
         self._size = os.fstat(self._file.fileno()).st_size
-        self._data_end = data_end  # where the footer starts
+        self._row_group_ends = row_group_ends  # ascending; the last is where the footer starts
+        self._data_end = row_group_ends[-1] if row_group_ends else 0
         self._digest = hashlib.sha256()
         self._hashed = 0
         self._window_start = 0
@@ -192,14 +195,13 @@ class _InOrderHashingFile(io.RawIOBase):
         start = self._position
         wanted = min(len(buffer), max(0, self._size - start))
         end = start + wanted
-        if self._hashed < end <= self._data_end:  # a read of data pages not yet hashed
-            self._hash_up_to(end)
+        if self._hashed < end <= self._data_end:  # a read of data not yet hashed
+            group_end = self._row_group_ends[bisect.bisect_left(self._row_group_ends, end)]
+            self._hash_up_to(group_end if group_end - self._hashed <= self._MAX_WINDOW else end)
         window_end = self._window_start + len(self._window)
         if self._window_start <= start and end <= window_end:
             offset = start - self._window_start
             buffer[:wanted] = self._window[offset : offset + wanted]
-            if end == window_end:
-                self._window = b""  # served to its end: not held beside the decoder's copy
         else:
             buffer[:wanted] = os.pread(self._file.fileno(), wanted, start)
         self._position = end
@@ -208,6 +210,7 @@ class _InOrderHashingFile(io.RawIOBase):
     def _hash_up_to(self, end: int) -> None:
         stretch = end - self._hashed
         if stretch <= self._MAX_WINDOW:
+            self._window = b""  # the row group before is done with
             window = os.pread(self._file.fileno(), stretch, self._hashed)
             self._digest.update(window)
             self._window_start, self._window = self._hashed, window
@@ -256,7 +259,7 @@ class Extract:
     skip_rows: int = 1  # CSV rows before the first record: blank lines and the header
     has_records: bool = True
     sha256: str | None = None  # the file's SHA-256, known once its batches are all read
-    parquet_data_end: int = 0  # Parquet: where the footer starts
+    parquet_row_group_ends: list[int] = field(default_factory=list)  # Parquet: byte offsets
 
     @property
     def ignored_columns(self) -> list[str]:
@@ -276,7 +279,7 @@ class Extract:
                 finally:
                     stream.release()
             else:
-                stream = _InOrderHashingFile(self.source.path, self.parquet_data_end)
+                stream = _InOrderHashingFile(self.source.path, self.parquet_row_group_ends)
                 try:
                     yield from _parquet_batches(self, batch_rows, stream)
                     self.sha256 = stream.hexdigest()
@@ -565,14 +568,40 @@ def _open_parquet(source: InputFile) -> Extract:
     # becoming plausible values
     parquet = pq.ParquetFile(source.path, page_checksum_verification=True)
     names = parquet.schema_arrow.names
+    return Extract(
+        source,
+        names,
+        canonical_header(names, source.label),
+        parquet_row_group_ends=_row_group_ends(source.path, parquet.metadata),
+    )
+
+
+def _row_group_ends(path: Path, metadata: pq.FileMetaData) -> list[int]:
+    """Where each row group's bytes end: the next one's start; the last, the footer's."""
+    starts = []
+    for index in range(metadata.num_row_groups):
+        group = metadata.row_group(index)
+        starts.append(
+            min(
+                (
+                    column.dictionary_page_offset
+                    if column.has_dictionary_page and column.dictionary_page_offset
+                    else column.data_page_offset
+                )
+                for column in (group.column(i) for i in range(group.num_columns))
+            )
+        )
     # the file ends: footer, its 4-byte length, "PAR1"
-    data_end = source.path.stat().st_size - 8 - parquet.metadata.serialized_size
-    return Extract(source, names, canonical_header(names, source.label), parquet_data_end=data_end)
+    data_end = path.stat().st_size - 8 - metadata.serialized_size
+    return sorted(starts[1:]) + [data_end]
 
 
 def _parquet_batches(extract: Extract, batch_rows: int, stream: io.RawIOBase) -> Iterator[Batch]:
     source, names = extract.source, extract.header
-    parquet = pq.ParquetFile(stream, page_checksum_verification=True)
+    # pre_buffer off: with it, iter_batches keeps every row group it has read cached until
+    # the file is done (RSS grew by the file's compressed size); each column chunk is read
+    # as it is decoded instead
+    parquet = pq.ParquetFile(stream, page_checksum_verification=True, pre_buffer=False)
     read_so_far = 0
     for record_batch in parquet.iter_batches(
         batch_size=batch_rows, columns=[names[i] for i in extract.known]

@@ -131,15 +131,17 @@ class TableWriter:
             return
         self._wait()
         self.rows += len(frame)
-        self._in_flight = self._thread.submit(self._write, frame)
+        # handed over in a holder the write empties: the frame is freed once it is Arrow,
+        # not when the whole write is done
+        self._in_flight = self._thread.submit(self._write, [frame])
 
     def _wait(self) -> None:
         if self._in_flight is not None:
             in_flight, self._in_flight = self._in_flight, None
             in_flight.result()
 
-    def _write(self, frame: pd.DataFrame) -> None:
-        table = to_arrow(frame, self.schema)
+    def _write(self, holder: list[pd.DataFrame]) -> None:
+        table = to_arrow(holder.pop(), self.schema)
         if self.format == CSV:
             self._writer.write_table(neutralize_for_spreadsheets(table))
             return

@@ -248,7 +248,7 @@ def test_a_parquet_input_is_read_once_hash_included(tmp_path, monkeypatch, row_g
     decided = sum(len(batch.records) for batch in opened.batches(50))
     assert decided == table.num_rows
     assert opened.sha256 == hashlib.sha256(extract.read_bytes()).hexdigest()
-    data_end = opened.parquet_data_end
+    data_end = opened.parquet_row_group_ends[-1]
     assert data_end > 1 << 17
     (tail_offset, tail_length), *hashing_pass = read_bytes
     assert tail_offset + tail_length == extract.stat().st_size and tail_length <= 1 << 16
