@@ -1,15 +1,24 @@
-"""pandera sees only the rows that can fail: the failures are those of the whole batch."""
+"""The contract checks, evaluated from the schema's own parts, report exactly what pandera's
+own ``validate(lazy=True)`` reports, on generated batches of both schemas; and a reader bug
+(a wrong dtype, a missing column) is raised, never turned into rejects."""
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pandera.errors import SchemaErrors
 
 from pa_batch import validation
-from pa_batch.schemas.claim_extract import POWDER_LINE_SCHEMA, RECORD_SCHEMA
+from pa_batch.schemas.claim_extract import (
+    INPUT_COLUMNS,
+    MISSING_REQUIRED_VALUE,
+    PANDERA_NOT_NULLABLE,
+    POWDER_LINE_SCHEMA,
+    RECORD_SCHEMA,
+)
+from pa_batch.typed import flagged_column
 
 
 def _frame(schema, cells: list[list[bool]], offset: int) -> pd.DataFrame:
@@ -25,30 +34,55 @@ def _frame(schema, cells: list[list[bool]], offset: int) -> pd.DataFrame:
     return pd.DataFrame(columns).set_axis(range(offset, offset + len(cells)))
 
 
-def _whole_batch(schema, frame) -> pd.DataFrame:
-    with pytest.MonkeyPatch.context() as patched:
-        patched.setattr(validation, "_rows_that_can_fail", lambda s, f: np.ones(len(f), bool))
-        return validation.contract_failures(schema, frame)
+def _pandera_says(schema, frame) -> pd.DataFrame:
+    """pandera's own failure cases, in the same shape and order as contract_failures."""
+    try:
+        schema.validate(frame, lazy=True)
+    except SchemaErrors as errors:
+        cases = errors.failure_cases
+    else:
+        return validation.contract_failures_empty()
+    column = cases["column"].astype("str").map(flagged_column)
+    failures = pd.DataFrame(
+        {
+            "position": cases["index"].astype("int64").to_numpy(),
+            "column": column.to_numpy(),
+            "error_code": cases["check"]
+            .astype("str")
+            .replace({PANDERA_NOT_NULLABLE: MISSING_REQUIRED_VALUE})
+            .to_numpy(),
+            "_column_order": column.map({n: i for i, n in enumerate(INPUT_COLUMNS)}).to_numpy(),
+            "_order": range(len(cases)),
+        }
+    ).sort_values(["position", "_column_order", "_order"], kind="stable")
+    return failures[validation.FAILURE_COLUMNS].drop_duplicates().reset_index(drop=True)
 
 
 @pytest.mark.parametrize("schema", [RECORD_SCHEMA, POWDER_LINE_SCHEMA], ids=lambda s: s.name)
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(
     cells=st.lists(st.lists(st.booleans(), min_size=1, max_size=7), max_size=30),
     offset=st.integers(0, 1000),
 )
-def test_failures_are_those_of_the_whole_batch(schema, cells, offset):
+def test_failures_are_pandera_s_own(schema, cells, offset):
     frame = _frame(schema, cells, offset)
-    expected = _whole_batch(schema, frame)
     found = validation.contract_failures(schema, frame)
-    pd.testing.assert_frame_equal(found, expected, check_dtype=False)
+    pd.testing.assert_frame_equal(found, _pandera_says(schema, frame), check_dtype=False)
 
 
-def test_a_clean_batch_never_reaches_pandera(monkeypatch):
-    frame = _frame(RECORD_SCHEMA, [[False]] * 50, 0)
+def test_a_batch_with_failures_in_every_column_matches_pandera():
+    frame = _frame(RECORD_SCHEMA, [[True], [False], [True, False]], 5)
+    found = validation.contract_failures(RECORD_SCHEMA, frame)
+    assert len(found) > 5
+    pd.testing.assert_frame_equal(found, _pandera_says(RECORD_SCHEMA, frame), check_dtype=False)
 
-    def refuse(*args, **kwargs):
-        raise AssertionError("pandera ran on a batch with nothing to report")
 
-    monkeypatch.setattr(RECORD_SCHEMA.__class__, "validate", refuse)
-    assert validation.contract_failures(RECORD_SCHEMA, frame).empty
+@pytest.mark.parametrize("broken", ["dtype", "missing column"])
+def test_a_reader_bug_is_raised_not_rejected(broken):
+    frame = _frame(RECORD_SCHEMA, [[False]] * 3, 0)
+    if broken == "dtype":
+        frame["ndc__invalid"] = frame["ndc__invalid"].astype("int64")
+    else:
+        frame = frame.drop(columns="claim_id")
+    with pytest.raises(RuntimeError, match="structural check"):
+        validation.contract_failures(RECORD_SCHEMA, frame)
