@@ -132,10 +132,22 @@ def ndc(values: pd.Series) -> pd.Series:
 
     An unhyphenated 10-digit NDC is ambiguous (which segment is short?) and so invalid.
     NDCs are nearly all distinct, so this runs on every value at once in Arrow's compute
-    kernels (RE2 regexes, no Python per value).
+    kernels (RE2 regexes, no Python per value); the hyphenated forms are parsed only where
+    a value is not already 11 digits.
     """
     text = pa.array(values, type=pa.string(), from_pandas=True)
-    eleven = pc.match_substring_regex(text, r"^[0-9]{11}$")
+    eleven = pc.fill_null(
+        pc.and_(pc.equal(pc.utf8_length(text), 11), pc.ascii_is_decimal(text)), False
+    )
+    normalized = pc.if_else(eleven, text, pa.scalar(None, pa.string()))
+    other = pc.and_(pc.invert(eleven), pc.is_valid(text))
+    if pc.any(other).as_py():
+        normalized = pc.replace_with_mask(normalized, other, _hyphenated(text.filter(other)))
+    return pd.Series(normalized, index=values.index, dtype="str")
+
+
+def _hyphenated(text: pa.Array) -> pa.Array:
+    """Hyphenated NDCs padded to 11 digits; null where the value is no such NDC."""
     parts = pc.extract_regex(text, r"^(?P<a>[0-9]{4,5})-(?P<b>[0-9]{3,4})-(?P<c>[0-9]{1,2})$")
     segments = [pc.struct_field(parts, name) for name in ("a", "b", "c")]
     widths = [pc.utf8_length(segment) for segment in segments]
@@ -153,12 +165,7 @@ def ndc(values: pd.Series) -> pd.Series:
         ],
         "",
     )
-    normalized = pc.if_else(
-        pc.fill_null(eleven, False),
-        text,
-        pc.if_else(pc.fill_null(shape_ok, False), padded, pa.scalar(None, pa.string())),
-    )
-    return pd.Series(normalized, index=values.index, dtype="str")
+    return pc.if_else(pc.fill_null(shape_ok, False), padded, pa.scalar(None, pa.string()))
 
 
 def route(values: pd.Series) -> pd.Series:
