@@ -37,7 +37,7 @@ from pa_batch.schemas.claim_extract import INPUT_COLUMNS, POLICY_COLUMNS, REQUIR
 CSV = "csv"
 PARQUET = "parquet"
 DEFAULT_BATCH_ROWS = 1 << 17  # 131,072: past it, memory grows and speed does not
-CSV_BLOCK_BYTES = 1 << 26  # also the longest CSV record the reader accepts
+CSV_BLOCK_BYTES = 1 << 23  # also the longest CSV record the reader accepts
 _NAME_SHAPE = re.compile(r"[a-z][a-z0-9_ .\-]{0,39}")
 _OTHER_DELIMITERS = (";", "\t", "|")
 
@@ -509,7 +509,7 @@ def _csv_batches(extract: Extract, batch_rows: int, stream: io.RawIOBase) -> Ite
     expected_fields = len(extract.header)
     good_so_far = 0
     emitted_malformed = 0
-    for record_batch in _slices(reader, batch_rows):
+    for record_batch in _rebatched(reader, batch_rows):
         n = record_batch.num_rows
         raw = {
             known[int(name[1:])]: record_batch.column(name) for name in record_batch.schema.names
@@ -531,11 +531,26 @@ def _csv_batches(extract: Extract, batch_rows: int, stream: io.RawIOBase) -> Ite
         )
 
 
-def _slices(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.RecordBatch]:
-    """Parse blocks cut to at most ``rows`` records each (empty blocks dropped)."""
-    for batch in batches:
-        for start in range(0, batch.num_rows, rows):
-            yield batch.slice(start, rows)
+def _rebatched(blocks: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.RecordBatch]:
+    """Parse blocks regrouped into batches of ``rows`` records, the last one shorter.
+
+    Blocks are small (``CSV_BLOCK_BYTES``: Arrow's reader holds several in flight, so their
+    size is memory), batches are as large as ``--batch-rows`` asks: the two are separate.
+    """
+    pending: list[pa.RecordBatch] = []
+    count = 0
+    for block in blocks:
+        start = 0
+        while start < block.num_rows:
+            taken = min(rows - count, block.num_rows - start)
+            pending.append(block.slice(start, taken))
+            count += taken
+            start += taken
+            if count == rows:
+                yield pa.concat_batches(pending)
+                pending, count = [], 0
+    if count:
+        yield pa.concat_batches(pending)
 
 
 def _good_record_numbers(good_index: np.ndarray, bad_rows: np.ndarray) -> np.ndarray:
