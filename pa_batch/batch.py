@@ -241,9 +241,8 @@ def _results(
     reference: ReferenceData,
     in_scope_by: pd.Series,
 ) -> pd.DataFrame:
-    n = len(lines)
     policy = reference.policy
-    version_names = np.array([v.version for v in policy.versions], dtype=object)
+    version_names = [v.version for v in policy.versions]
     columns = {
         "claim_id": lines["claim_id"],
         "line_number": parsed["line_number"],
@@ -270,14 +269,13 @@ def _results(
         },
         "commercial_strength_row": facts["commercial_strength_row"],
         "shortage_row": facts["shortage_row"],
-        "policy_id": pd.Series([policy.policy_id] * n, index=lines.index, dtype="str"),
+        "policy_id": _repeated(policy.policy_id, lines.index),
         "policy_version": pd.Series(
-            version_names[facts["policy_version"].to_numpy(dtype=np.int64)],
+            pd.Categorical.from_codes(facts["policy_version"].to_numpy(), version_names),
             index=lines.index,
-            dtype="str",
         ),
-        "policy_sha256": pd.Series([policy.sha256] * n, index=lines.index, dtype="str"),
-        "source_file": pd.Series([source_file] * n, index=lines.index, dtype="str"),
+        "policy_sha256": _repeated(policy.sha256, lines.index),
+        "source_file": _repeated(source_file, lines.index),
         "source_row": pd.Series(
             source_rows[lines.index.to_numpy()], index=lines.index, dtype="int64"
         ),
@@ -294,6 +292,12 @@ def _results(
     }
     frame = pd.DataFrame(columns, index=lines.index)
     return frame[RESULTS_SCHEMA.names].reset_index(drop=True)
+
+
+def _repeated(value: str, index: pd.Index) -> pd.Series:
+    """One value on every line, held once (categorical): Parquet writes it as a dictionary,
+    and no batch carries a copy per line."""
+    return pd.Series(pd.Categorical.from_codes(np.zeros(len(index), np.int8), [value]), index=index)
 
 
 def _rejects(

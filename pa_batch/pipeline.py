@@ -51,13 +51,15 @@ class RunOptions:
 
 
 def use_returning_allocator() -> None:
-    """Arrow's jemalloc pool gives freed batches back to the system sooner than its default
-    (mimalloc): peak RSS 10-15% lower in the benchmark, at no cost in time. A pool chosen
-    with ARROW_DEFAULT_MEMORY_POOL wins; a build without jemalloc keeps its default."""
+    """Arrow's jemalloc pool, returning freed pages within 200 ms, gives the memory of a
+    finished batch back to the system sooner than Arrow's default (mimalloc): peak RSS about
+    20% lower in the benchmark for 3% more time. A pool chosen with
+    ARROW_DEFAULT_MEMORY_POOL wins; a build without jemalloc keeps its default."""
     if "ARROW_DEFAULT_MEMORY_POOL" in os.environ:
         return
     with contextlib.suppress(NotImplementedError):
         pa.set_memory_pool(pa.jemalloc_memory_pool())
+        pa.jemalloc_set_decay_ms(200)
 
 
 def run(options: RunOptions, progress: RunLog | None = None) -> RunReport:

@@ -60,6 +60,8 @@ def to_arrow(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
         if pa.types.is_date32(column.type):
             days = values.to_numpy(dtype="datetime64[s]").astype("datetime64[D]")
             arrays.append(pa.array(days, type=pa.date32(), mask=values.isna().to_numpy()))
+        elif isinstance(values.dtype, pd.CategoricalDtype):  # a few values, held once
+            arrays.append(pa.array(values, from_pandas=True).cast(column.type))
         elif pa.types.is_string(column.type):
             # an Arrow-backed str column converts without a Python object per cell
             arrays.append(pa.array(values, type=pa.string(), from_pandas=True))
