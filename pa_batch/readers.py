@@ -424,11 +424,21 @@ def text_records(columns: dict[str, pa.Array], length: int) -> pd.DataFrame:
     data = {}
     for name in INPUT_COLUMNS:
         if name in columns:
-            trimmed = pc.utf8_trim_whitespace(columns[name])
-            data[name] = pc.if_else(pc.equal(trimmed, ""), pa.scalar(None, pa.string()), trimmed)
+            data[name] = _trimmed(columns[name])
         else:
             data[name] = pa.nulls(length, pa.string())
     return pa.table(data).to_pandas()
+
+
+def _trimmed(given: pa.Array) -> pa.Array:
+    """``given`` trimmed, an empty cell missing. Where there is nothing to trim and no empty
+    cell (most columns of most files), ``given`` itself: the batch holds its text once."""
+    trimmed = pc.utf8_trim_whitespace(given)
+    lengths = pc.binary_length(trimmed)
+    nothing_trimmed = pc.sum(lengths).as_py() == pc.sum(pc.binary_length(given)).as_py()
+    if nothing_trimmed and pc.any(pc.equal(lengths, 0)).as_py() is not True:
+        return given
+    return pc.if_else(pc.equal(trimmed, ""), pa.scalar(None, pa.string()), trimmed)
 
 
 # --- CSV -------------------------------------------------------------------------------
