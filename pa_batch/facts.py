@@ -142,10 +142,12 @@ def _diagnosis_facts(
     has_diagnosis = np.zeros(lines, dtype=bool)
     has_diagnosis[tokens["row"].to_numpy()] = True
 
-    def per_line(values) -> pd.Series:
-        column = np.full(lines, None, dtype=object)
-        column[matched] = np.asarray(values, dtype=object)
-        return pd.Series(column, dtype="str").to_numpy()
+    def per_line(values) -> pd.Categorical:
+        """The matched lines' values, NA elsewhere: a categorical, the values being few."""
+        codes, distinct = pd.factorize(np.asarray(values, dtype=object))
+        line_codes = np.full(lines, -1, dtype=np.int64)
+        line_codes[matched] = codes
+        return pd.Categorical.from_codes(line_codes, pd.Index(distinct, dtype="str"))
 
     return pd.DataFrame(
         {
