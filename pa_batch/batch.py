@@ -378,6 +378,8 @@ def _by_month(results: pd.DataFrame) -> Counter[tuple[str, str]]:
 def _code_counts(joined: pd.Series) -> Counter[str]:
     counts: Counter[str] = Counter()
     for combination, n in joined[joined != ""].value_counts().items():
+        if not n:  # a categorical counts its unused categories too
+            continue
         for code in str(combination).split(CODE_SEPARATOR):
             counts[code] += int(n)
     return counts

@@ -2,7 +2,8 @@
 advisories registry.
 
 Investigational if any investigational reason; else denied if any reason; else approved.
-Reason and advisory codes are joined by ``|`` in registry order.
+Reason and advisory codes are joined by ``|`` in registry order. The decision and the joined
+codes are categoricals: a few distinct values over many lines.
 """
 
 from __future__ import annotations
@@ -25,14 +26,15 @@ def decide(facts: pd.DataFrame) -> pd.DataFrame:
     forces_investigational = np.array([c.forces == INVESTIGATIONAL for c in CRITERIA])
     investigational = (unmet & forces_investigational).any(axis=1)
     denied = ~investigational & unmet.any(axis=1)
-    decision = np.where(investigational, INVESTIGATIONAL, np.where(denied, DENIED, APPROVED))
+    outcome = np.where(investigational, 2, np.where(denied, 1, 0))
+    decision = pd.Categorical.from_codes(outcome, [APPROVED, DENIED, INVESTIGATIONAL])
 
     advised = np.column_stack([np.asarray(a.applies(facts), dtype=bool) for a in ADVISORIES])
-    approved = pd.Series(decision == APPROVED, index=facts.index)
+    approved = pd.Series(outcome == 0, index=facts.index)
     approval_start = facts["service_date"].where(approved)
     return pd.DataFrame(
         {
-            "decision": pd.Series(decision, index=facts.index, dtype="str"),
+            "decision": pd.Series(decision, index=facts.index),
             "reasons": _joined_codes(unmet, [c.code for c in CRITERIA], facts.index),
             "advisories": _joined_codes(advised, [a.code for a in ADVISORIES], facts.index),
             "approval_start": approval_start,
@@ -45,7 +47,8 @@ def decide(facts: pd.DataFrame) -> pd.DataFrame:
 
 
 def _joined_codes(flags: np.ndarray, codes: Sequence[str], index: pd.Index) -> pd.Series:
-    """Codes joined in registry order, computed once per distinct combination of flags."""
+    """Codes joined in registry order, computed once per distinct combination of flags (a
+    categorical: a batch holds each combination once)."""
     weights = 1 << np.arange(len(codes), dtype=np.int64)
     combination = flags.astype(np.int64) @ weights
     distinct, position = np.unique(combination, return_inverse=True)
@@ -53,4 +56,4 @@ def _joined_codes(flags: np.ndarray, codes: Sequence[str], index: pd.Index) -> p
         CODE_SEPARATOR.join(code for bit, code in enumerate(codes) if value >> bit & 1)
         for value in distinct.tolist()
     ]
-    return pd.Series(np.asarray(labels, dtype=object)[position], index=index, dtype="str")
+    return pd.Series(pd.Categorical.from_codes(position, labels), index=index)
