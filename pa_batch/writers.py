@@ -47,8 +47,9 @@ DIR_MODE = 0o750
 _SPREADSHEET_TRIGGER = r"^[=+\-@\t\r\n]"
 # a plain number (-30, -0.5, +1e3) is no formula: it keeps its sign
 _PLAIN_NUMBER = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"
-# Parquet row groups have a fixed size, so the bytes written never depend on --batch-rows
-PARQUET_ROW_GROUP_ROWS = 1 << 17
+# Parquet row groups have a fixed size, so the bytes written never depend on --batch-rows;
+# half a default batch, so the writer never holds more than one batch of results waiting
+PARQUET_ROW_GROUP_ROWS = 1 << 16
 _TEMPORARY_LINK_SUFFIX = ".pa-batch-tmp"
 
 
