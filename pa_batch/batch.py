@@ -220,8 +220,9 @@ def scope(
     ndc_decides_nothing = not reference.product_ndcs
     knowable = ndc.notna().to_numpy() | ndc_decides_nothing
     status = np.where(listed | named, YES, np.where(knowable, NO, UNKNOWN))
-    by = np.where(listed & named, "both", np.where(listed, "ndc", "name"))
-    return status, pd.Series(by, index=drug_name.index, dtype="str")
+    by = np.where(listed & named, 2, np.where(listed, 1, 0))
+    in_scope_by = pd.Categorical.from_codes(by, ["name", "ndc", "both"])
+    return status, pd.Series(in_scope_by, index=drug_name.index)
 
 
 def _names_baclofen_powder(names: pd.Series) -> pd.Series:
