@@ -37,7 +37,7 @@ from pa_batch.schemas.claim_extract import INPUT_COLUMNS, POLICY_COLUMNS, REQUIR
 CSV = "csv"
 PARQUET = "parquet"
 DEFAULT_BATCH_ROWS = 1 << 17  # 131,072: past it, memory grows and speed does not
-CSV_BLOCK_BYTES = 1 << 23  # also the longest CSV record the reader accepts
+CSV_BLOCK_BYTES = 1 << 22  # 4 MiB; also the longest CSV record the reader accepts
 _NAME_SHAPE = re.compile(r"[a-z][a-z0-9_ .\-]{0,39}")
 _OTHER_DELIMITERS = (";", "\t", "|")
 
