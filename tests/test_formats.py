@@ -254,3 +254,24 @@ def test_a_parquet_input_is_read_once_hash_included(tmp_path, monkeypatch, row_g
     (tail_offset, tail_length), *hashing_pass = read_bytes
     assert tail_offset + tail_length == extract.stat().st_size and tail_length <= 1 << 16
     assert sum(max(0, min(o + n, data_end) - o) for o, n in hashing_pass) == data_end
+
+
+def test_parquet_bytes_do_not_follow_batches_where_pages_split(run_cli, write_csv, tmp_path):
+    """A row group made of several batches writes the same bytes as one made of one batch,
+    even where its column chunks are long enough to be cut into several data pages (Arrow
+    cuts pages at chunk ends too: the writer joins a row group's pieces before writing)."""
+    import random
+
+    rng = random.Random(7)
+    rows = [
+        f"C{n},1,M{n},1980-01-02,2024-05-01,00000-0000-00,"
+        f"BACLOFEN POWDER {''.join(rng.choices('ABCDEFGHIJ', k=700))},oral,5,mg,G35"
+        for n in range(3000)
+    ]  # about 2 MB of drug names: more than one 1 MiB data page per column chunk
+    extract = write_csv(rows)
+    written = {}
+    for batch in ("3000", "333"):
+        run = run_cli(extract, "--batch-rows", batch, out=tmp_path / batch)
+        assert run.exit_code == 0
+        written[batch] = (run.out / "results.parquet").read_bytes()
+    assert written["333"] == written["3000"]
