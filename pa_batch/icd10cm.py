@@ -28,16 +28,18 @@ CODE_LIST: Final = "icd10cm-fy2026-billable.txt"
 
 
 @cache
-def billable_codes() -> frozenset[str]:
-    """The edition's billable codes, upper-case, without dots (``G8011``)."""
+def billable_code_array() -> pa.Array:
+    """The edition's billable codes, upper-case, without dots (``G8011``), as the shipped
+    list orders them: the value set of one ``pc.is_in`` per batch."""
     text = resources.files("pa_batch.policy_data").joinpath(CODE_LIST).read_text("ascii")
-    return frozenset(line for line in text.splitlines() if line and not line.startswith("#"))
+    codes = [line for line in text.splitlines() if line and not line.startswith("#")]
+    return pa.array(codes, type=pa.string())
 
 
 @cache
-def billable_code_array() -> pa.Array:
-    """The same codes as an Arrow array: the value set of one ``pc.is_in`` per batch."""
-    return pa.array(sorted(billable_codes()), type=pa.string())
+def billable_codes() -> frozenset[str]:
+    """The same codes as a set, for looking up one code."""
+    return frozenset(billable_code_array().to_pylist())
 
 
 def is_billable(code: str) -> bool:

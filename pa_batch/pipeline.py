@@ -123,7 +123,6 @@ def run(options: RunOptions, progress: RunLog | None = None) -> RunReport:
                 progress.input_finished(source.label, record.rows)
         results.close()
         rejects.close()
-        claim_keys.close()
         reconcile(counts, results.rows)
 
         report = RunReport(

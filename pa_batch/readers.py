@@ -214,18 +214,20 @@ class _InOrderHashingFile(io.RawIOBase):
             window = os.pread(self._file.fileno(), stretch, self._hashed)
             self._digest.update(window)
             self._window_start, self._window = self._hashed, window
+            self._hashed = end
         else:
-            for at in range(self._hashed, end, self._STEP):
-                self._digest.update(os.pread(self._file.fileno(), min(self._STEP, end - at), at))
+            self._hash_in_steps(end)
             self._window_start, self._window = end, b""
+
+    def _hash_in_steps(self, end: int) -> None:
+        for at in range(self._hashed, end, self._STEP):
+            self._digest.update(os.pread(self._file.fileno(), min(self._STEP, end - at), at))
         self._hashed = end
 
     def hexdigest(self) -> str:
         """The whole file's digest: what the decoder never needed (the footer) is read now."""
         self._window = b""
-        for at in range(self._hashed, self._size, self._STEP):
-            self._digest.update(os.pread(self._file.fileno(), self._STEP, at))
-        self._hashed = self._size
+        self._hash_in_steps(self._size)
         return self._digest.hexdigest()
 
     def release(self) -> None:
@@ -239,13 +241,6 @@ def sha256_of_path(path: Path) -> str:
         for chunk in iter(lambda: stream.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def sha256_of(source: InputFile) -> str:
-    try:
-        return sha256_of_path(source.path)
-    except OSError as error:
-        raise RunError(f"cannot read file ({error.strerror})", file=source.label) from None
 
 
 @dataclass
