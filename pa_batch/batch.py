@@ -43,6 +43,25 @@ from pa_batch.validation import contract_failures
 
 YES, NO, UNKNOWN = "yes", "no", "unknown"  # rejects: was the record a baclofen powder line?
 MISSING_ROUTE = "(missing)"
+# the input columns the decision reads, and those it only carries into the results
+DECISION_INPUTS = (
+    "claim_id",
+    "line_number",
+    "route",
+    "strength",
+    "strength_unit",
+    "member_birth_date",
+    "diagnosis_codes",
+)
+PASSED_THROUGH = (
+    "member_id",
+    "drug_name",
+    "quantity",
+    "days_supply",
+    "prescriber_npi",
+    "pharmacy_npi",
+    "prior_auth_number",
+)
 KEY_SEPARATOR = "\x1f"  # cannot occur in a trimmed claim_id from a CSV or Parquet text cell
 
 
@@ -94,15 +113,17 @@ def decide_batch(batch: Batch, source_file: str, reference: ReferenceData) -> De
     passed = ~records.index.isin(record_failures["position"])
 
     powder_line, in_scope_by = scope(records["drug_name"], parsed["ndc"], reference)
-    in_scope = passed & (powder_line == YES)
-    lines = records.loc[in_scope]  # index: position in the batch
-    service_date = parsed.loc[in_scope, "service_date"]
+    in_scope = np.flatnonzero(passed & (powder_line == YES))
+    # only the columns the decision reads; the rest are gathered once, for the results
+    lines = records[list(DECISION_INPUTS)].take(in_scope)  # index: position in the batch
+    service_date = parsed["service_date"].take(in_scope)
     powder = typed.powder_columns(lines, service_date, reference.policy.version_index(service_date))
     line_failures = contract_failures(POWDER_LINE_SCHEMA, powder.values)
     valid = ~lines.index.isin(line_failures["position"])
-    lines, powder = lines.loc[valid], powder.subset(valid)
+    if not valid.all():
+        lines, powder = lines[valid], powder.subset(valid)
 
-    line_parsed = parsed.loc[lines.index]
+    line_parsed = parsed.take(lines.index.to_numpy())
     facts = line_facts(
         powder.values.assign(service_date=line_parsed["service_date"]),
         powder.diagnosis_tokens,
@@ -110,14 +131,14 @@ def decide_batch(batch: Batch, source_file: str, reference: ReferenceData) -> De
     )
     decisions = decide(facts)
     results = _results(
-        lines,
+        lines.join(records[list(PASSED_THROUGH)].take(lines.index.to_numpy())),
         line_parsed,
         facts,
         decisions,
         batch.source_rows,
         source_file,
         reference,
-        in_scope_by.loc[lines.index],
+        in_scope_by.take(lines.index.to_numpy()),
     )
     positions = pa.array(lines.index.to_numpy())
     given = batch.raw.get("line_number")
@@ -134,7 +155,7 @@ def decide_batch(batch: Batch, source_file: str, reference: ReferenceData) -> De
             else pa.array(lines["line_number"], type=pa.string(), from_pandas=True)
         ),
         rejects=_rejects(batch, source_file, powder_line, [record_failures, line_failures]),
-        out_of_scope=int((passed & ~in_scope).sum()),
+        out_of_scope=int(passed.sum()) - len(in_scope),
     )
 
 

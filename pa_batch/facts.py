@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from pa_batch import icd10cm, normalize
 from pa_batch.reference import ANY_VERSION, ReferenceData
@@ -80,13 +78,8 @@ def line_facts(
             parsed["service_date"].reset_index(drop=True),
         )
     )
-    keys = facts.loc[
-        usable, ["route", "strength_kind", "strength", "service_date", "policy_version"]
-    ]
-    facts["commercial_strength_row"] = _active_row(keys, reference.commercial_strengths).reindex(
-        facts.index
-    )
-    facts["shortage_row"] = _active_row(keys, reference.shortages).reindex(facts.index)
+    facts["commercial_strength_row"] = _active_row(facts, usable, reference.commercial_strengths)
+    facts["shortage_row"] = _active_row(facts, usable, reference.shortages)
     return facts
 
 
@@ -117,45 +110,47 @@ def _diagnosis_facts(
     (``spasticity_code``, as given on the claim, and the value-set entry it met); and
     ``dx_not_billable``."""
     lines = len(line_version)
-    token_version = line_version[tokens["row"].to_numpy()]
+    rows = tokens["row"].to_numpy()
+    token_version = line_version[rows]
     # the value-set entry each token meets: the first prefix of the version's list it starts
     # with, evaluated once per distinct (version, code) and gathered back
     codes, distinct_codes = pd.factorize(tokens["code"])
+    distinct_codes = distinct_codes.tolist()  # a few hundred at most: the codes in use
     versions = len(reference.spasticity_prefixes)
     pair_keys, pair_index = np.unique(codes * versions + token_version, return_inverse=True)
-    distinct_entry = np.full(len(pair_keys), None, dtype=object)
+    entries: dict[str, int] = {}  # dotted value-set entry -> category number
+    pair_entry = np.full(len(pair_keys), -1, dtype=np.int64)
     for position, key in enumerate(pair_keys.tolist()):
         code, version = distinct_codes[key // versions], key % versions
-        distinct_entry[position] = next(
-            (p for p in reference.spasticity_prefixes[version] if code.startswith(p)), None
-        )
-    distinct_dotted = np.array(
-        [None if prefix is None else _dotted(prefix) for prefix in distinct_entry], dtype=object
-    )
-    entry = distinct_dotted[pair_index] if len(pair_index) else np.empty(0, dtype=object)
-    in_value_set = ~pd.isna(entry)
+        prefixes = reference.spasticity_prefixes[version]
+        prefix = next((p for p in prefixes if code.startswith(p)), None)
+        if prefix is not None:
+            pair_entry[position] = entries.setdefault(_dotted(prefix), len(entries))
+    token_entry = pair_entry[pair_index.reshape(-1)] if len(pair_index) else pair_entry[:0]
+    in_value_set = np.flatnonzero(token_entry >= 0)
     # tokens come in line order: a line's first matching token is its first occurrence
-    matched_rows = tokens["row"].to_numpy()[in_value_set]
-    matched, first = np.unique(matched_rows, return_index=True)
-    first_match = tokens[in_value_set].iloc[first]
-    first_entry = entry[in_value_set][first]
+    matched, first = np.unique(rows[in_value_set], return_index=True)
+    first_token = in_value_set[first]
     has_diagnosis = np.zeros(lines, dtype=bool)
-    has_diagnosis[tokens["row"].to_numpy()] = True
+    has_diagnosis[rows] = True
 
-    def per_line(values) -> pd.Categorical:
+    def per_line(token_codes: np.ndarray, categories) -> pd.Categorical:
         """The matched lines' values, NA elsewhere: a categorical, the values being few."""
-        codes, distinct = pd.factorize(np.asarray(values, dtype=object))
+        used, line_values = np.unique(token_codes[first_token], return_inverse=True)
         line_codes = np.full(lines, -1, dtype=np.int64)
-        line_codes[matched] = codes
-        return pd.Categorical.from_codes(line_codes, pd.Index(distinct, dtype="str"))
+        line_codes[matched] = line_values.reshape(-1)
+        return pd.Categorical.from_codes(
+            line_codes, pd.Index(np.asarray(categories, dtype=object)[used], dtype="str")
+        )
 
+    given_codes, distinct_given = pd.factorize(tokens["given"])
     return pd.DataFrame(
         {
             "has_diagnosis": has_diagnosis,
-            "spasticity_code": per_line(first_match["code"]),
-            "spasticity_code_given": per_line(first_match["given"]),
-            "spasticity_value_set_entry": per_line(first_entry),
-            "dx_not_billable": _not_billable(tokens, lines, service_date),
+            "spasticity_code": per_line(codes, distinct_codes),
+            "spasticity_code_given": per_line(given_codes, distinct_given),
+            "spasticity_value_set_entry": per_line(token_entry, list(entries)),
+            "dx_not_billable": _not_billable(rows, codes, distinct_codes, lines, service_date),
         },
         index=index,
     )
@@ -166,31 +161,72 @@ def _dotted(code: str) -> str:
     return code if len(code) <= 3 else f"{code[:3]}.{code[3:]}"
 
 
-def _not_billable(tokens: pd.DataFrame, lines: int, service_date: pd.Series) -> np.ndarray:
+def _not_billable(
+    rows: np.ndarray, codes: np.ndarray, distinct: list[str], lines: int, service_date: pd.Series
+) -> np.ndarray:
     """Lines with a diagnosis token that is not a billable code of the ICD-10-CM edition,
     where the edition describes the service date. Each distinct code is looked up once."""
     flagged = np.zeros(lines, dtype=bool)
     described = (service_date >= pd.Timestamp(icd10cm.APPLIES_FROM)).fillna(False).to_numpy()
-    rows = tokens["row"].to_numpy()
     considered = described[rows]
     if not considered.any():
         return flagged
-    codes, distinct = pd.factorize(tokens.loc[considered, "code"])
-    billable = pc.is_in(
-        pa.array(distinct, type=pa.string()), value_set=icd10cm.billable_code_array()
-    ).to_numpy(zero_copy_only=False)
-    flagged[rows[considered][~billable[codes]]] = True
+    billable_codes = icd10cm.billable_codes()
+    billable = np.array([code in billable_codes for code in distinct], dtype=bool)
+    flagged[rows[considered & ~billable[codes]]] = True
     return flagged
 
 
-def _active_row(keys: pd.DataFrame, table: pd.DataFrame) -> pd.Series:
-    """The first row of a dated reference table matching each line and active on its date.
+_STRENGTH_KEY = ["route", "strength_kind", "strength", "service_date", "policy_version"]
 
-    Evaluated once per distinct (route, kind, strength, service date), then gathered.
-    Windows include both ends; an empty end is open.
+
+def _active_row(facts: pd.DataFrame, usable: pd.Series, table: pd.DataFrame) -> pd.Series:
+    """The first row of a dated reference table matching each usable line and active on its
+    date (NA elsewhere).
+
+    Only lines whose (route, kind, strength) the table lists are looked at, and those once
+    per distinct (route, kind, strength, service date, policy version), numbered as
+    integers, then gathered. Windows include both ends; an empty end is open.
     """
+    found = np.full(len(facts), -1, dtype=np.int64)
+    positions = np.flatnonzero(usable.to_numpy(dtype=bool))
+    if len(table) and len(positions):
+        keys = facts[_STRENGTH_KEY].iloc[positions]
+        triple, listed = _strength_codes(keys, table)
+        positions, keys = positions[listed], keys[listed]
+        if len(positions):
+            day = keys["service_date"].to_numpy().astype("datetime64[D]").astype(np.int64)
+            version = keys["policy_version"].to_numpy().astype(np.int64)
+            span = int(day.max() - day.min()) + 1
+            combined = (triple[listed] * (int(version.max()) + 1) + version) * span
+            codes, distinct_keys = pd.factorize(combined + (day - day.min()))
+            first = np.empty(len(distinct_keys), dtype=np.int64)
+            first[codes[::-1]] = np.arange(len(codes) - 1, -1, -1)
+            rows = _first_active(keys.iloc[first].reset_index(drop=True), table)
+            found[positions] = rows[codes]
+    return pd.Series(pd.arrays.IntegerArray(found, found < 0), index=facts.index)
+
+
+def _strength_codes(keys: pd.DataFrame, table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Each line's (route, kind, strength) as one integer, and whether the table lists it."""
+    route_codes, routes = pd.factorize(keys["route"])
+    kind_codes, kinds = pd.factorize(keys["strength_kind"])
+    strength_codes, strengths = pd.factorize(keys["strength"])
+    triple = (route_codes * len(kinds) + kind_codes) * len(strengths) + strength_codes
+    table_parts = [
+        pd.Index(routes).get_indexer(table["route"]),
+        pd.Index(kinds).get_indexer(table["kind"]),
+        pd.Index(strengths).get_indexer(table["strength"]),
+    ]
+    known = np.logical_and.reduce([part >= 0 for part in table_parts])
+    route_part, kind_part, strength_part = (part[known] for part in table_parts)
+    listed_triples = (route_part * len(kinds) + kind_part) * len(strengths) + strength_part
+    return triple, np.isin(triple, listed_triples)
+
+
+def _first_active(distinct: pd.DataFrame, table: pd.DataFrame) -> np.ndarray:
+    """For each distinct line key, the first active matching table row; -1 where none."""
     join = ["route", "strength_kind", "strength"]
-    distinct = keys.drop_duplicates().reset_index(drop=True)
     candidates = distinct.reset_index(names="key").merge(
         table.rename(columns={"kind": "strength_kind", "version": "table_version"}),
         on=join,
@@ -204,7 +240,6 @@ def _active_row(keys: pd.DataFrame, table: pd.DataFrame) -> pd.Series:
             candidates["table_version"] == candidates["policy_version"]
         )
     first = candidates[active].groupby("key")["reference_row"].min()
-    distinct["row"] = first.reindex(distinct.index).astype("Int64")
-    matched = keys.merge(distinct, on=[*join, "service_date", "policy_version"], how="left")["row"]
-    matched.index = keys.index
-    return matched
+    rows = np.full(len(distinct), -1, dtype=np.int64)
+    rows[first.index.to_numpy()] = first.to_numpy()
+    return rows
