@@ -43,19 +43,17 @@ from pa_batch.validation import contract_failures
 
 YES, NO, UNKNOWN = "yes", "no", "unknown"  # rejects: was the record a baclofen powder line?
 MISSING_ROUTE = "(missing)"
-# the input columns the decision reads, and those it only carries into the results
-DECISION_INPUTS = (
+# the input columns the powder line checks parse, and those the results carry as given
+POWDER_INPUTS = ("route", "strength", "strength_unit", "member_birth_date", "diagnosis_codes")
+CARRIED = (
     "claim_id",
     "line_number",
+    "member_id",
+    "drug_name",
     "route",
     "strength",
     "strength_unit",
-    "member_birth_date",
     "diagnosis_codes",
-)
-PASSED_THROUGH = (
-    "member_id",
-    "drug_name",
     "quantity",
     "days_supply",
     "prescriber_npi",
@@ -114,14 +112,19 @@ def decide_batch(batch: Batch, source_file: str, reference: ReferenceData) -> De
 
     powder_line, in_scope_by = scope(records["drug_name"], parsed["ndc"], reference)
     in_scope = np.flatnonzero(passed & (powder_line == YES))
-    # only the columns the decision reads; the rest are gathered once, for the results
-    lines = records[list(DECISION_INPUTS)].take(in_scope)  # index: position in the batch
+    # the powder columns are parsed on the in-scope lines; what the results carry as given
+    # is gathered once, from the valid ones
     service_date = parsed["service_date"].take(in_scope)
-    powder = typed.powder_columns(lines, service_date, reference.policy.version_index(service_date))
+    powder = typed.powder_columns(
+        records[list(POWDER_INPUTS)].take(in_scope),
+        service_date,
+        reference.policy.version_index(service_date),
+    )
     line_failures = contract_failures(POWDER_LINE_SCHEMA, powder.values)
-    valid = ~lines.index.isin(line_failures["position"])
+    valid = ~powder.values.index.isin(line_failures["position"])
     if not valid.all():
-        lines, powder = lines[valid], powder.subset(valid)
+        powder = powder.subset(valid)
+    lines = records[list(CARRIED)].take(in_scope[valid])  # index: position in the batch
 
     line_parsed = parsed.take(lines.index.to_numpy())
     facts = line_facts(
@@ -131,7 +134,7 @@ def decide_batch(batch: Batch, source_file: str, reference: ReferenceData) -> De
     )
     decisions = decide(facts)
     results = _results(
-        lines.join(records[list(PASSED_THROUGH)].take(lines.index.to_numpy())),
+        lines,
         line_parsed,
         facts,
         decisions,

@@ -211,31 +211,43 @@ def normalized_strength(amount: pd.Series, factor: pd.Series) -> pd.Series:
 
 
 def diagnosis_tokens(values: pd.Series) -> pd.DataFrame:
-    """One row per diagnosis token: ``row`` (position in ``values``), normalized ``code`` and
-    the token as ``given`` on the claim.
+    """One row per diagnosis token, in line order: ``row`` (position in ``values``), the
+    normalized ``code`` and the token as ``given`` on the claim (both categoricals: a batch
+    holds few distinct tokens).
 
     Tokens are split on ``, ; |`` and whitespace; codes are upper-cased with dots removed.
-    Evaluated once per distinct diagnosis list.
+    Each distinct diagnosis list is split once; its tokens are gathered to every line
+    carrying it by position arithmetic, not a join.
     """
-    codes, uniques = pd.factorize(values, use_na_sentinel=True)
-    distinct = pd.Series(uniques, dtype="str")
-    given = distinct.str.strip(",;| \t\r\n").str.split(DIAGNOSIS_SEPARATORS, regex=True).explode()
-    code = given.str.upper().str.replace(".", "", regex=False)
-    kept = code.notna() & (code != "")
-    per_distinct = pd.DataFrame(
-        {
-            "distinct": given.index.to_numpy()[kept.to_numpy()],
-            "code": code[kept].to_numpy(),
-            "given": given[kept].to_numpy(),
-        }
+    list_of_line, lists = pd.factorize(values, use_na_sentinel=True)
+    # split by Arrow's RE2 kernels: distinct lists can still be many thousands a batch
+    split = pc.split_pattern_regex(
+        pc.utf8_trim(pa.array(lists, type=pa.string()), ",;| \t\r\n"), DIAGNOSIS_SEPARATORS
     )
-    rows = pd.DataFrame({"row": np.arange(len(values)), "distinct": codes})
-    exploded = rows.merge(per_distinct, on="distinct", how="inner", sort=False)
-    exploded = exploded.sort_values(["row"], kind="stable")
-    return (
-        exploded[["row", "code", "given"]]
-        .reset_index(drop=True)
-        .astype({"code": "str", "given": "str"})
+    given = pc.list_flatten(split)
+    code = pc.replace_substring(pc.utf8_upper(given), ".", "")
+    kept = pc.not_equal(code, "")
+    # ascending: the tokens of each list, lists in order
+    token_list = pc.list_parent_indices(split).filter(kept).to_numpy()
+    given_codes, given_tokens = pd.factorize(pd.Series(given.filter(kept), dtype="str"))
+    code_codes, codes = pd.factorize(pd.Series(code.filter(kept), dtype="str"))
+    # each line's tokens are its list's tokens: [first, first + count) of the kept tokens;
+    # a missing list (-1) is the empty list in the last slot
+    slot = np.where(list_of_line >= 0, list_of_line, len(lists))
+    per_list = np.bincount(token_list, minlength=len(lists) + 1).astype(np.int64)
+    first_of_list = np.cumsum(per_list) - per_list
+    line_count = per_list[slot]
+    row = np.repeat(np.arange(len(values), dtype=np.int64), line_count)
+    line_first = np.cumsum(line_count) - line_count  # each line's first token row
+    token = np.repeat(first_of_list[slot] - line_first, line_count) + np.arange(len(row))
+    return pd.DataFrame(
+        {
+            "row": row,
+            "code": pd.Categorical.from_codes(code_codes[token], pd.Index(codes, dtype="str")),
+            "given": pd.Categorical.from_codes(
+                given_codes[token], pd.Index(given_tokens, dtype="str")
+            ),
+        }
     )
 
 

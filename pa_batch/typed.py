@@ -75,7 +75,9 @@ def powder_columns(
     unit = normalize.strength_unit(lines["strength_unit"])
     birth_date = normalize.dates(lines["member_birth_date"])
     tokens = normalize.diagnosis_tokens(lines["diagnosis_codes"])
-    bad_token_rows = tokens.loc[~normalize.valid_diagnosis_code(tokens["code"]), "row"].unique()
+    code = tokens["code"].cat  # each distinct code checked once
+    valid_code = normalize.valid_diagnosis_code(pd.Series(code.categories, dtype="str"))
+    bad_token_rows = tokens["row"].to_numpy()[~valid_code.to_numpy()[code.codes]]
     bad_diagnosis = np.zeros(len(lines), dtype=bool)
     bad_diagnosis[bad_token_rows] = True
     values = pd.DataFrame(
