@@ -19,7 +19,7 @@ run state, the claim-key registry, and must see the batches in input order.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import pandas as pd
@@ -75,11 +75,41 @@ class DecidedBatch:
     line_numbers_given: pa.Array  # each result row's line_number cell as given (untrimmed)
     rejects: pd.DataFrame  # REJECTS_SCHEMA columns, by source_row then check order
     out_of_scope: int
+    counts: LineCounts  # of every result row
+
+
+@dataclass
+class LineCounts:
+    """Counts over result rows, taken where the rows are decided (on a worker, for the dask
+    engine); the few rows a later step turns into duplicates are subtracted, not recounted."""
+
+    decisions: Counter[str]
+    reasons: Counter[str]
+    advisories: Counter[str]
+    by_month: Counter[tuple[str, str]]  # (service month YYYY-MM, decision) -> lines
+    routes: Counter[str]  # normalized route ("(missing)" when none) -> lines
+
+    @classmethod
+    def of(cls, results: pd.DataFrame) -> LineCounts:
+        return cls(
+            decisions=Counter(results["decision"].value_counts().to_dict()),
+            reasons=_code_counts(results["reasons"]),
+            advisories=_code_counts(results["advisories"]),
+            by_month=_by_month(results),
+            routes=Counter(results["route"].fillna(MISSING_ROUTE).value_counts().to_dict()),
+        )
+
+    def __sub__(self, other: LineCounts) -> LineCounts:
+        """Counts of the rows of ``self`` not in ``other``; a count that reaches 0 is gone."""
+        return LineCounts(
+            *(getattr(self, f.name) - getattr(other, f.name) for f in fields(LineCounts))
+        )
 
 
 @dataclass
 class BatchOutcome:
-    results: pd.DataFrame  # RESULTS_SCHEMA columns, input order
+    decided: pd.DataFrame  # RESULTS_SCHEMA columns, input order, duplicates included
+    kept: np.ndarray | None  # the rows of ``decided`` that are results; None: all
     rejects: pd.DataFrame  # REJECTS_SCHEMA columns, by source_row then check order
     outcomes: Counter[str]
     reasons: Counter[str]
@@ -92,6 +122,13 @@ class BatchOutcome:
     @property
     def rows_read(self) -> int:
         return sum(self.outcomes.values())
+
+    @property
+    def results(self) -> pd.DataFrame:
+        """The result rows (duplicates left out)."""
+        if self.kept is None:
+            return self.decided
+        return self.decided[self.kept].reset_index(drop=True)
 
 
 def process_batch(
@@ -159,6 +196,7 @@ def decide_batch(batch: Batch, source_file: str, reference: ReferenceData) -> De
         ),
         rejects=_rejects(batch, source_file, powder_line, [record_failures, line_failures]),
         out_of_scope=int(passed.sum()) - len(in_scope),
+        counts=LineCounts.of(results),
     )
 
 
@@ -171,6 +209,8 @@ def finish_batch(decided: DecidedBatch, claim_keys: ClaimKeyRegistry) -> BatchOu
     )
     repeated = first_seen.notna().to_numpy()
     rejects = decided.rejects
+    counts = decided.counts
+    kept = None
     if repeated.any():
         duplicates = _duplicate_rejects(decided, repeated, first_seen[repeated])
         rejects = (
@@ -178,23 +218,25 @@ def finish_batch(decided: DecidedBatch, claim_keys: ClaimKeyRegistry) -> BatchOu
             .sort_values("source_row", kind="stable")
             .reset_index(drop=True)
         )
-        results = results[~repeated].reset_index(drop=True)
+        kept = ~repeated  # the writer leaves the rest out, in its own thread
+        counts = counts - LineCounts.of(results[repeated])
 
     rejected = rejects.drop_duplicates("source_row")  # one row per rejected record
     outcomes = Counter(dict.fromkeys(OUTCOMES, 0))
-    outcomes.update(results["decision"].value_counts().to_dict())
+    outcomes.update(counts.decisions)
     outcomes[OUT_OF_SCOPE] = decided.out_of_scope
     outcomes[REJECTED] = len(rejected)
     outcome = BatchOutcome(
-        results=results,
+        decided=results,
+        kept=kept,
         rejects=rejects,
         outcomes=outcomes,
-        reasons=_code_counts(results["reasons"]),
-        advisories=_code_counts(results["advisories"]),
+        reasons=counts.reasons,
+        advisories=counts.advisories,
         errors=Counter(rejects["error_code"].value_counts().to_dict()),
         rejected_by_powder_line=Counter(rejected["powder_line"].value_counts().to_dict()),
-        by_month=_by_month(results),
-        routes=Counter(results["route"].fillna(MISSING_ROUTE).value_counts().to_dict()),
+        by_month=counts.by_month,
+        routes=counts.routes,
     )
     if outcome.rows_read != decided.rows_read:
         raise RunError(
@@ -387,15 +429,23 @@ def _rejects(
 
 
 def _by_month(results: pd.DataFrame) -> Counter[tuple[str, str]]:
-    """Decided lines by (service month, decision), counted on the few distinct pairs."""
-    # months since 1970 as integers: pandas keeps no month unit
-    month = results["service_date"].to_numpy(dtype="datetime64[M]").astype(np.int64)
-    pairs = pd.DataFrame({"month": month, "decision": results["decision"].to_numpy()})
-    counted = pairs.value_counts(sort=False)
+    """Decided lines by (service month, decision), counted on integer codes: each distinct
+    service day is turned into its month once."""
+    days = results["service_date"].to_numpy().astype("datetime64[D]")
+    day_codes, distinct_days = pd.factorize(days.astype(np.int64))
+    month_of_day = distinct_days.astype("datetime64[D]").astype("datetime64[M]")
+    months, month_codes = np.unique(month_of_day, return_inverse=True)
+    decision = pd.Categorical(results["decision"])
+    pairs = month_codes.reshape(-1)[day_codes] * len(decision.categories) + decision.codes
+    counted = np.bincount(pairs, minlength=len(months) * len(decision.categories))
     return Counter(
         {
-            (str(np.datetime64(int(m), "M")), str(d)): int(n)  # a few dozen distinct pairs
-            for (m, d), n in counted.items()
+            (
+                str(months[k // len(decision.categories)]),
+                decision.categories[k % len(decision.categories)],
+            ): int(n)
+            for k, n in enumerate(counted.tolist())
+            if n
         }
     )
 

@@ -101,7 +101,7 @@ def run(options: RunOptions, progress: RunLog | None = None) -> RunReport:
                 progress.input_started(source.label, source.format)
             for decided in engine.decide(extract.batches(options.batch_rows), source.label):
                 outcome = finish_batch(decided, claim_keys)
-                results.write(outcome.results)
+                results.write(outcome.decided, keep=outcome.kept)
                 rejects.write(outcome.rejects)
                 record.rows += decided.rows_read
                 counts.rows_read += decided.rows_read

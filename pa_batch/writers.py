@@ -28,6 +28,7 @@ import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -129,22 +130,26 @@ class TableWriter:
                 path, schema, write_options=pa_csv.WriteOptions(quoting_style="needed")
             )
 
-    def write(self, frame: pd.DataFrame) -> None:
-        if frame.empty:
+    def write(self, frame: pd.DataFrame, keep: np.ndarray | None = None) -> None:
+        """Write ``frame``'s rows (only those where ``keep`` is True, if given)."""
+        rows = len(frame) if keep is None else int(np.count_nonzero(keep))
+        if rows == 0:
             return
         self._wait()
-        self.rows += len(frame)
+        self.rows += rows
         # handed over in a holder the write empties: the frame is freed once it is Arrow,
         # not when the whole write is done
-        self._in_flight = self._thread.submit(self._write, [frame])
+        self._in_flight = self._thread.submit(self._write, [frame], keep)
 
     def _wait(self) -> None:
         if self._in_flight is not None:
             in_flight, self._in_flight = self._in_flight, None
             in_flight.result()
 
-    def _write(self, holder: list[pd.DataFrame]) -> None:
+    def _write(self, holder: list[pd.DataFrame], keep: np.ndarray | None) -> None:
         table = to_arrow(holder.pop(), self.schema)
+        if keep is not None:
+            table = table.filter(pa.array(keep))
         if self.format == CSV:
             self._writer.write_table(neutralize_for_spreadsheets(table))
             return

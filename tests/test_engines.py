@@ -56,7 +56,7 @@ def test_a_failure_in_the_background_writer_fails_the_run_cleanly(
     assert run_cli(write_csv([LINE]), out=out).exit_code == 0
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
 
-    def disk_full(self, frame):
+    def disk_full(self, frame, keep):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(writers.TableWriter, "_write", disk_full)

@@ -165,7 +165,7 @@ def test_a_full_disk_while_writing_fails_cleanly_and_keeps_the_previous_run(
     assert run_cli(write_csv([LINE]), out=out).exit_code == 0
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
 
-    def disk_full(self, frame):
+    def disk_full(self, frame, keep=None):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(writers.TableWriter, "write", disk_full)
