@@ -428,12 +428,37 @@ def text_records(columns: dict[str, pa.Array], length: int) -> pd.DataFrame:
 def _trimmed(given: pa.Array) -> pa.Array:
     """``given`` trimmed, an empty cell missing. Where there is nothing to trim and no empty
     cell (most columns of most files), ``given`` itself: the batch holds its text once."""
-    trimmed = pc.utf8_trim_whitespace(given)
-    lengths = pc.binary_length(trimmed)
-    nothing_trimmed = pc.sum(lengths).as_py() == pc.sum(pc.binary_length(given)).as_py()
-    if nothing_trimmed and pc.any(pc.equal(lengths, 0)).as_py() is not True:
+    if not _may_need_trimming(given):
         return given
+    trimmed = pc.utf8_trim_whitespace(given)
     return pc.if_else(pc.equal(trimmed, ""), pa.scalar(None, pa.string()), trimmed)
+
+
+# a cell whose first or last byte is one of these may start or end with whitespace: ASCII
+# controls and space, DEL, and any byte of a multi-byte character (Unicode spaces are those)
+_MAY_BE_SPACE = np.zeros(256, dtype=bool)
+_MAY_BE_SPACE[: 0x20 + 1] = True
+_MAY_BE_SPACE[0x7F:] = True
+
+
+def _may_need_trimming(given: pa.Array) -> bool:
+    """False only if no present cell is empty or starts or ends with a byte that could be
+    whitespace: read from the offsets and the first and last bytes, without copying text."""
+    if given.type != pa.string():
+        return True
+    offsets = np.frombuffer(given.buffers()[1], dtype=np.int32)[
+        given.offset : given.offset + len(given) + 1
+    ]
+    starts, ends = offsets[:-1], offsets[1:]
+    if given.null_count:
+        present = given.is_valid().to_numpy(zero_copy_only=False)
+        starts, ends = starts[present], ends[present]
+    if not len(starts):
+        return False
+    if (ends <= starts).any():  # an empty cell: missing
+        return True
+    data = np.frombuffer(given.buffers()[2], dtype=np.uint8)
+    return bool(_MAY_BE_SPACE[data[starts]].any() or _MAY_BE_SPACE[data[ends - 1]].any())
 
 
 # --- CSV -------------------------------------------------------------------------------

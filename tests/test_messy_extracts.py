@@ -157,3 +157,27 @@ def test_damage_across_records_loses_nothing(rows, cuts, batch_rows):
     # a splice can only add a record by a line break of its own, or as text after the last
     breaks = sum(s.count("\n") + s.count("\r") for _, s in cuts)
     assert counts["rows_read"] <= len(rows) + breaks + 1
+
+
+# cells with and without surrounding whitespace: ASCII, Unicode spaces (NBSP, em space, the
+# ideographic space), controls, multi-byte letters at either end, empty and missing cells
+cells = st.one_of(
+    st.none(),
+    st.text(alphabet=st.sampled_from(list("aZ09-. \t\r\n\x0b\x0c\x1f\x7f\u00a0\u2003\u3000é漢"))),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(values=st.lists(cells, max_size=12), offset=st.integers(0, 3))
+def test_trimming_equals_arrows_trim_whatever_the_cells(values, offset):
+    """The reader's shortcut (no copy when no cell could need trimming) gives exactly what
+    trimming every cell gives: Arrow's UTF-8 whitespace trim, an empty cell missing."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from pa_batch.readers import _trimmed
+
+    given_cells = pa.array(["pad"] * offset + values, type=pa.string()).slice(offset)
+    expected = pc.utf8_trim_whitespace(given_cells)
+    expected = pc.if_else(pc.equal(expected, ""), pa.scalar(None, pa.string()), expected)
+    assert _trimmed(given_cells).to_pylist() == expected.to_pylist()
