@@ -96,7 +96,13 @@ class LineCounts:
             reasons=_code_counts(results["reasons"]),
             advisories=_code_counts(results["advisories"]),
             by_month=_by_month(results),
-            routes=Counter(results["route"].fillna(MISSING_ROUTE).value_counts().to_dict()),
+            routes=Counter(
+                {
+                    MISSING_ROUTE if pd.isna(route) else str(route): int(n)
+                    for route, n in results["route"].value_counts(dropna=False).items()
+                    if n  # a categorical counts its unused categories too
+                }
+            ),
         )
 
     def __sub__(self, other: LineCounts) -> LineCounts:

@@ -51,7 +51,12 @@ def _joined_codes(flags: np.ndarray, codes: Sequence[str], index: pd.Index) -> p
     categorical: a batch holds each combination once)."""
     weights = 1 << np.arange(len(codes), dtype=np.int64)
     combination = flags.astype(np.int64) @ weights
-    distinct, position = np.unique(combination, return_inverse=True)
+    # the combinations present, ascending, and each line's number among them: counted over
+    # all 2**codes combinations (a few thousand), not sorted
+    present = np.bincount(combination, minlength=1 << len(codes)) > 0
+    distinct = np.flatnonzero(present)
+    number = np.cumsum(present) - 1
+    position = number[combination]
     labels = [
         CODE_SEPARATOR.join(code for bit, code in enumerate(codes) if value >> bit & 1)
         for value in distinct.tolist()

@@ -61,7 +61,7 @@ def line_facts(
             "strength_given": strength_given,
             "strength_kind": unit["kind"],
             "strength": strength,
-            "strength_unit": unit["kind"].map(_UNIT_LABEL).astype("str"),
+            "strength_unit": unit["kind"].map(_UNIT_LABEL),
             "unit_fits_route": unit_fits_route,
             "usable_strength": usable,
             "policy_version": parsed["policy_version"],
@@ -214,9 +214,8 @@ def _strength_codes(keys: pd.DataFrame, table: pd.DataFrame) -> tuple[np.ndarray
     strength_codes, strengths = pd.factorize(keys["strength"])
     triple = (route_codes * len(kinds) + kind_codes) * len(strengths) + strength_codes
     table_parts = [
-        pd.Index(routes).get_indexer(table["route"]),
-        pd.Index(kinds).get_indexer(table["kind"]),
-        pd.Index(strengths).get_indexer(table["strength"]),
+        pd.Index(np.asarray(line_values, dtype=object)).get_indexer(table[name])
+        for line_values, name in ((routes, "route"), (kinds, "kind"), (strengths, "strength"))
     ]
     known = np.logical_and.reduce([part >= 0 for part in table_parts])
     route_part, kind_part, strength_part = (part[known] for part in table_parts)
@@ -227,6 +226,7 @@ def _strength_codes(keys: pd.DataFrame, table: pd.DataFrame) -> tuple[np.ndarray
 def _first_active(distinct: pd.DataFrame, table: pd.DataFrame) -> np.ndarray:
     """For each distinct line key, the first active matching table row; -1 where none."""
     join = ["route", "strength_kind", "strength"]
+    distinct = distinct.astype({"route": "str", "strength_kind": "str"})  # as the table's
     candidates = distinct.reset_index(names="key").merge(
         table.rename(columns={"kind": "strength_kind", "version": "table_version"}),
         on=join,

@@ -77,6 +77,21 @@ def on_distinct(values: pd.Series, evaluate: Callable[[pd.Series], pd.Series]) -
     return gathered
 
 
+def on_distinct_categories(
+    values: pd.Series, evaluate: Callable[[pd.Series], pd.Series]
+) -> pd.Series:
+    """``on_distinct`` for an ``evaluate`` with few outcomes (a route, a unit kind): the
+    result is a categorical, so comparing it is comparing small integers."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    outcome_codes, outcomes = pd.factorize(
+        evaluate(pd.Series(uniques, dtype=values.dtype)).reset_index(drop=True)
+    )
+    line_codes = np.append(outcome_codes, -1)[codes]  # a missing cell (-1) gathers -1: NA
+    return pd.Series(
+        pd.Categorical.from_codes(line_codes, pd.Index(outcomes, dtype="str")), index=values.index
+    )
+
+
 def text(values: pd.Series) -> pd.Series:
     """Trimmed text; a value that is empty after trimming is missing (contract §2)."""
     trimmed = values.astype("str").str.strip()
@@ -175,7 +190,7 @@ def route(values: pd.Series) -> pd.Series:
         key = distinct.str.lower().str.replace(r"\s+", " ", regex=True)
         return key.map(ROUTE_SYNONYMS).fillna(ROUTE_OTHER).astype("str")
 
-    return on_distinct(values, parse).astype("str")
+    return on_distinct_categories(values, parse)
 
 
 def strength(values: pd.Series) -> pd.Series:
@@ -196,8 +211,11 @@ def unit_key(values: pd.Series) -> pd.Series:
 
 def strength_unit(values: pd.Series) -> pd.DataFrame:
     """Columns ``kind`` (mass, concentration, percent; NA if invalid or missing), ``factor``."""
-    kind = on_distinct(values, lambda units: unit_key(units).map(_UNIT_KIND).astype("str"))
-    factor = on_distinct(values, lambda units: unit_key(units).map(_UNIT_FACTOR).astype(float))
+    codes, units = pd.factorize(values, use_na_sentinel=True)
+    keys = unit_key(pd.Series(units, dtype=values.dtype))
+    kind_codes, kinds = pd.factorize(keys.map(_UNIT_KIND))  # an unknown unit: -1, NA
+    factor = np.append(keys.map(_UNIT_FACTOR).to_numpy(dtype=float), np.nan)[codes]
+    kind = pd.Categorical.from_codes(np.append(kind_codes, -1)[codes], pd.Index(kinds, dtype="str"))
     return pd.DataFrame({"kind": kind, "factor": factor}, index=values.index)
 
 
@@ -269,7 +287,20 @@ def add_calendar_months_minus_one_day(start: pd.Series, months: int | np.ndarray
 
     This is the policy's approval window: 2024-05-01 -> 2025-04-30, 2024-02-29 -> 2025-02-27.
     """
-    days = start.to_numpy().astype("datetime64[D]")
+    present = start.notna().to_numpy()
+    months = np.broadcast_to(np.asarray(months, dtype=np.int64), present.shape)[present]
+    # evaluated once per distinct (start, months): start dates repeat, lengths are few
+    start_days = start.to_numpy()[present].astype("datetime64[D]").astype(np.int64)
+    span = int(months.max()) + 1 if len(months) else 1
+    codes, pairs = pd.factorize(start_days * span + months)
+    end = np.full(len(start), np.datetime64("NaT"), dtype="datetime64[D]")
+    end[present] = _months_later_less_a_day((pairs // span).astype("datetime64[D]"), pairs % span)[
+        codes
+    ]
+    return pd.Series(end, index=start.index, dtype="datetime64[s]")
+
+
+def _months_later_less_a_day(days: np.ndarray, months: np.ndarray) -> np.ndarray:
     month_start = days.astype("datetime64[M]")
     day_offset = days - month_start.astype("datetime64[D]")
     target_month = month_start + months
@@ -277,8 +308,7 @@ def add_calendar_months_minus_one_day(start: pd.Series, months: int | np.ndarray
         "datetime64[D]"
     )
     clipped = np.minimum(day_offset, target_length - np.timedelta64(1, "D"))
-    end = target_month.astype("datetime64[D]") + clipped - np.timedelta64(1, "D")
-    return pd.Series(end, index=start.index, dtype="datetime64[s]").where(start.notna())
+    return target_month.astype("datetime64[D]") + clipped - np.timedelta64(1, "D")
 
 
 def age_in_years(birth: pd.Series, on: pd.Series) -> pd.Series:

@@ -21,9 +21,55 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 _ROW_BITS = 40  # a location packs (input index, source_row) into one uint64
-# in-memory runs are merged up to this many keys (64 MiB of hashes): a merge never needs
-# more than that again in passing, and a batch is checked against a handful of runs
-_MAX_MERGED_RUN = 1 << 23
+
+
+class _HashFilter:
+    """Which 64-bit key hashes may have been added: a blocked Bloom filter that grows.
+
+    Each hash sets 6 bits of one 64-bit word (the word from the hash's top bits, the bits
+    from its low 36): 16 bits a key, so about 2 bytes a key in memory (100 MB at 50 million
+    keys), and a hash never added is reported "maybe" about 0.35% of the time at capacity.
+    A filter that reaches its capacity is kept, and a new one of twice the capacity takes
+    the new hashes; a hash is asked of every filter. "No" is always exact.
+    """
+
+    _BITS_PER_KEY = 16
+    _BITS_SET = 6
+    _FIRST_CAPACITY = 1 << 23  # keys: a 16 MiB filter
+
+    def __init__(self) -> None:
+        self._filters: list[tuple[np.ndarray, np.uint64]] = []  # (words, shift to a word)
+        self._room = 0  # keys the newest filter takes before it is full
+
+    @staticmethod
+    def _word_and_bits(hashes: np.ndarray, shift: np.uint64) -> tuple[np.ndarray, np.ndarray]:
+        bits = np.zeros(len(hashes), dtype=np.uint64)
+        for i in range(_HashFilter._BITS_SET):
+            bits |= np.uint64(1) << ((hashes >> np.uint64(6 * i)) & np.uint64(63))
+        return (hashes >> shift).astype(np.int64), bits
+
+    def may_contain(self, hashes: np.ndarray) -> np.ndarray:
+        maybe = np.zeros(len(hashes), dtype=bool)
+        for words, shift in self._filters:
+            word, bits = self._word_and_bits(hashes, shift)
+            maybe |= (words[word] & bits) == bits
+        return maybe
+
+    def add(self, hashes: np.ndarray) -> None:
+        """Add ``hashes`` (ascending, so that the words they set come in order)."""
+        while len(hashes):
+            if not self._room:
+                capacity = self._FIRST_CAPACITY << len(self._filters)
+                words = capacity * self._BITS_PER_KEY // 64
+                shift = np.uint64(64 - (words.bit_length() - 1))
+                self._filters.append((np.zeros(words, dtype=np.uint64), shift))
+                self._room = capacity
+            now, hashes = hashes[: self._room], hashes[self._room :]
+            words, shift = self._filters[-1]
+            word, bits = self._word_and_bits(now, shift)
+            first = np.flatnonzero(np.r_[True, word[1:] != word[:-1]])
+            words[word[first]] |= np.bitwise_or.reduceat(bits, first)
+            self._room -= len(now)
 
 
 class _SpilledKeys:
@@ -79,9 +125,38 @@ class _SpilledKeys:
             return known, location
         for file in self._files.values():
             file.flush()
+        for first, count in self._segments:
+            pending = np.flatnonzero(~known)
+            if not len(pending):
+                break
+            # one segment's hashes mapped at a time: a search touches most of the pages it
+            # maps, and a page stays in this process's memory only while it is mapped
+            segment = np.memmap(
+                self.directory / "hashes", dtype=np.uint64, mode="r", offset=8 * first, shape=count
+            )
+            at = np.searchsorted(segment, hashes[pending], side="left")
+            inside = at < count
+            pending, at = pending[inside], at[inside]
+            same_hash = segment[at] == hashes[pending]
+            pending, at = pending[same_hash], at[same_hash]
+            while len(pending):  # equal hashes (almost always none or one), walked in turn
+                entry = first + at
+                same_key, where = self._stored_at(entry, keys.take(pa.array(pending)))
+                known[pending[same_key]] = True
+                location[pending[same_key]] = where[same_key]
+                pending, at = pending[~same_key], at[~same_key] + 1
+                inside = at < count
+                pending, at = pending[inside], at[inside]
+                same_hash = segment[at] == hashes[pending]
+                pending, at = pending[same_hash], at[same_hash]
+            del segment
+        return known, location
+
+    def _stored_at(self, entries: np.ndarray, keys: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+        """Whether the stored key at each of ``entries`` is the key asked, and its location."""
         stored = {
             name: np.memmap(self.directory / name, dtype=np.uint64, mode="r")
-            for name in ("hashes", "locations", "key_ends")
+            for name in ("locations", "key_ends")
         }
         stored_keys = (
             np.memmap(self.directory / "keys", dtype=np.uint8, mode="r")
@@ -89,31 +164,12 @@ class _SpilledKeys:
             else np.zeros(0, np.uint8)
         )
         try:
-            for first, count in self._segments:
-                pending = np.flatnonzero(~known)
-                if not len(pending):
-                    break
-                segment = stored["hashes"][first : first + count]
-                at = np.searchsorted(segment, hashes[pending], side="left")
-                # equal hashes (almost always none or one) are walked until the text matches
-                while len(pending):
-                    inside = at < count
-                    pending, at = pending[inside], at[inside]
-                    same_hash = segment[at] == hashes[pending]
-                    pending, at = pending[same_hash], at[same_hash]
-                    if not len(pending):
-                        break
-                    entry = first + at
-                    same_key = pc.equal(
-                        _gather_text(stored["key_ends"], stored_keys, entry),
-                        keys.take(pa.array(pending)),
-                    ).to_numpy(zero_copy_only=False)
-                    known[pending[same_key]] = True
-                    location[pending[same_key]] = stored["locations"][entry[same_key]]
-                    pending, at = pending[~same_key], at[~same_key] + 1
+            same_key = pc.equal(
+                _gather_text(stored["key_ends"], stored_keys, entries), keys
+            ).to_numpy(zero_copy_only=False)
+            return same_key, np.asarray(stored["locations"][entries], dtype=np.uint64)
         finally:
             del stored, stored_keys  # unmapped: the pages read leave this process
-        return known, location
 
     def close(self) -> None:
         if self._finalizer is not None:
@@ -147,17 +203,17 @@ def _gather_text(key_ends: np.ndarray, key_bytes: np.ndarray, entries: np.ndarra
 class ClaimKeyRegistry:
     """The first occurrence of every evaluated (claim_id, line_number) key in the run.
 
-    Only each key's 64-bit hash stays in memory (8 bytes a key: 400 MB at 50 million keys),
-    in a few sorted runs (a log-structured merge: a batch adds a run, runs of similar size
-    merge, up to 8 million keys a run). The key text and where each key was first seen are
-    written to disk once, and read back only where a batch's hash is already known: equal
-    hashes are confirmed on the key text, so a collision can never make a false duplicate.
-    A batch's hashes are sorted before they are searched, which keeps each search over a
-    large run a near-sequential pass.
+    Memory holds only a filter of the keys' 64-bit hashes (about 2 bytes a key: 100 MB at
+    50 million keys). The hashes, the key text and where each key was first seen are
+    written to disk once, and read back only where the filter says a batch's key may be
+    known (its duplicates, and about 0.35% of the rest): there the hash is looked up and
+    confirmed on the key text, so neither a filter false positive nor a hash collision can
+    make a false duplicate.
     """
 
     def __init__(self, spill_dir: Path | None = None) -> None:
-        self._runs: list[np.ndarray] = []  # uint64 hashes, each run ascending
+        self._filter = _HashFilter()
+        self._keys = 0
         self._inputs: list[str] = []  # input labels, by index
         self._spilled = _SpilledKeys(spill_dir)
 
@@ -171,7 +227,7 @@ class ClaimKeyRegistry:
         self._spilled.close()
 
     def __len__(self) -> int:
-        return sum(len(run) for run in self._runs)
+        return self._keys
 
     def claim(self, keys: pd.Series, source_file: str, source_rows: np.ndarray) -> pd.Series:
         """Register ``keys`` (of ``source_file``, at ``source_rows``) in order; for each, where
@@ -201,11 +257,7 @@ class ClaimKeyRegistry:
         hashes = hashes[order]
         distinct = pa.array(distinct_keys, type=pa.string(), from_pandas=True).take(pa.array(order))
         first = first_position[order]  # each distinct key's first row in this batch
-        maybe = np.zeros(len(hashes), dtype=bool)
-        for run in self._runs:
-            at = np.searchsorted(run, hashes)
-            at[at == len(run)] = 0  # past the end: compared with run[0], never equal there
-            maybe |= run[at] == hashes
+        maybe = self._filter.may_contain(hashes)
         known = np.zeros(len(hashes), dtype=bool)
         earlier = np.zeros(len(hashes), dtype=np.uint64)
         if maybe.any():
@@ -225,7 +277,8 @@ class ClaimKeyRegistry:
         new = ~known
         if new.any():
             self._spilled.append(hashes[new], distinct.filter(pa.array(new)), locations[first[new]])
-            self._add(hashes[new])
+            self._filter.add(hashes[new])
+            self._keys += int(np.count_nonzero(new))
         return pd.Series(self._describe(found, seen), dtype="str")
 
     def _describe(self, found: np.ndarray, seen: np.ndarray) -> np.ndarray:
@@ -235,19 +288,6 @@ class ClaimKeyRegistry:
         labels = np.asarray(self._inputs, dtype=object)[index]
         described[seen] = labels + " row " + rows.astype(str).astype(object)
         return described
-
-    def _add(self, hashes: np.ndarray) -> None:
-        """Add a sorted run; merge while the newest is at least half the one before."""
-        self._runs.append(hashes)
-        while (
-            len(self._runs) > 1
-            and len(self._runs[-1]) * 2 >= len(self._runs[-2])
-            and len(self._runs[-1]) + len(self._runs[-2]) <= _MAX_MERGED_RUN
-        ):
-            newer, older = self._runs.pop(), self._runs.pop()
-            merged = np.concatenate([older, newer])
-            merged.sort(kind="stable")  # two sorted halves: a merge
-            self._runs.append(merged)
 
 
 @dataclass

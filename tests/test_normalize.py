@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import calendar
+import datetime
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pa_batch import normalize
 
@@ -166,3 +171,30 @@ def test_on_distinct_evaluates_each_value_once():
     got = normalize.on_distinct(values, evaluate)
     assert seen == [2]
     assert got.tolist()[:2] == ["A", "B"] and pd.isna(got.iloc[2]) and got.iloc[5] == "A"
+
+
+def _window_oracle(start: datetime.date, months: int) -> datetime.date:
+    """Calendar arithmetic, one date at a time: the day clipped to the target month's end."""
+    month_index = start.month - 1 + months
+    year, month = start.year + month_index // 12, month_index % 12 + 1
+    day = min(start.day, calendar.monthrange(year, month)[1])
+    return datetime.date(year, month, day) - datetime.timedelta(days=1)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.one_of(st.none(), st.dates(datetime.date(1900, 1, 1), datetime.date(2100, 1, 1))),
+            st.integers(1, 600),
+        ),
+        max_size=40,
+    )
+)
+def test_approval_window_equals_calendar_arithmetic(lines):
+    """Evaluated once per distinct (start, months) pair, yet every line as if alone."""
+    starts = pd.Series(pd.to_datetime([d for d, _ in lines]), dtype="datetime64[s]")
+    months = np.array([m for _, m in lines], dtype=np.int64)
+    got = normalize.add_calendar_months_minus_one_day(starts, months)
+    expected = [None if d is None else _window_oracle(d, m) for d, m in lines]
+    assert [None if pd.isna(v) else v.date() for v in got] == expected

@@ -59,25 +59,62 @@ def test_equal_hashes_of_different_keys_are_never_duplicates(monkeypatch):
 
 
 @pytest.mark.parametrize("batch_size", [1, 7, 1000])
-def test_runs_merge_without_losing_keys(batch_size):
+def test_the_filter_grows_without_losing_keys(batch_size, monkeypatch):
+    """A filter of 64 keys fills and is followed by ones of 128, 256 ... 2048 keys."""
+    monkeypatch.setattr(state._HashFilter, "_FIRST_CAPACITY", 64)
     keys = [f"C{i}" for i in range(3000)] + [f"C{i}" for i in range(0, 3000, 3)]
     batches = [
         ("x.csv", keys[start : start + batch_size]) for start in range(0, len(keys), batch_size)
     ]
     registry = ClaimKeyRegistry()
     claimed = [v for answer in _claimed(registry, batches) for v in answer]
+    assert claimed == [v for answer in _oracle(batches) for v in answer]
     assert sum(v is not None for v in claimed) == 1000
     assert len(registry) == 3000
-    assert len(registry._runs) <= 2 + int(np.log2(3000))
+    assert [len(words) * 64 // 16 for words, _ in registry._filter._filters] == [
+        64 << i for i in range(6)
+    ]
 
 
-def test_only_hashes_stay_in_memory_and_the_spill_is_removed(tmp_path):
-    """8 bytes a key in memory; key text and locations on disk, gone when the registry is."""
+def test_a_filter_that_always_says_maybe_makes_no_false_duplicate(monkeypatch):
+    """Every key goes to the disk lookup: the hashes and key text on disk decide alone."""
+    monkeypatch.setattr(
+        state._HashFilter, "may_contain", lambda self, hashes: np.ones(len(hashes), dtype=bool)
+    )
+    batches = [("a.csv", [f"C{i}" for i in range(500)] + ["C3", "C499"])] * 2
+    assert _claimed(ClaimKeyRegistry(), batches) == _oracle(batches)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.integers(0, 2**64 - 1), unique=True, max_size=300))
+def test_the_filter_never_forgets_a_hash(hashes):
+    hash_filter = state._HashFilter()
+    added = np.sort(np.array(hashes, dtype=np.uint64))
+    hash_filter.add(added)
+    assert hash_filter.may_contain(added).all()
+
+
+def test_the_filter_says_maybe_for_few_hashes_never_added(monkeypatch):
+    """At capacity, about 0.35% of hashes never added are reported "maybe"."""
+    monkeypatch.setattr(state._HashFilter, "_FIRST_CAPACITY", 1 << 18)
+    rng = np.random.default_rng(7)
+    hashes = rng.integers(0, 2**64 - 1, 2 << 18, dtype=np.uint64, endpoint=True)
+    hash_filter = state._HashFilter()
+    hash_filter.add(np.sort(hashes[: 1 << 18]))
+    assert 0.001 < hash_filter.may_contain(hashes[1 << 18 :]).mean() < 0.006
+
+
+def test_only_a_filter_stays_in_memory_and_the_spill_is_removed(tmp_path, monkeypatch):
+    """2 bytes a key of filter in memory; hashes, key text and locations on disk, gone when
+    the registry is."""
+    monkeypatch.setattr(state._HashFilter, "_FIRST_CAPACITY", 1024)
     spill = tmp_path / "spill"
     keys = [f"C{i}\x1f1" for i in range(5000)]
     with ClaimKeyRegistry(spill) as registry:
         _claimed(registry, [("a.csv", keys[:2500]), ("a.csv", keys[2500:])])
-        assert sum(run.nbytes for run in registry._runs) == 8 * 5000
+        # filters of 1024, 2048 and 4096 keys, 16 bits a key
+        assert sum(words.nbytes for words, _ in registry._filter._filters) == 2 * 7168
+        assert (spill / "hashes").stat().st_size == 8 * 5000
         assert (spill / "keys").stat().st_size == sum(len(k) for k in keys)
         again = _claimed(registry, [("b.csv", keys[4990:] + ["new"])])
         assert again == [[f"a.csv row {row}" for row in range(2491, 2501)] + [None]]
