@@ -223,8 +223,51 @@ def _strength_codes(keys: pd.DataFrame, table: pd.DataFrame) -> tuple[np.ndarray
     return triple, np.isin(triple, listed_triples)
 
 
+# up to this many reference rows, each row is compared with every distinct key at once;
+# beyond, the keys are joined to the table
+_ROW_BY_ROW = 256
+
+
 def _first_active(distinct: pd.DataFrame, table: pd.DataFrame) -> np.ndarray:
     """For each distinct line key, the first active matching table row; -1 where none."""
+    if len(table) <= _ROW_BY_ROW:
+        return _first_active_row_by_row(distinct, table)
+    return _first_active_joined(distinct, table)
+
+
+def _first_active_row_by_row(distinct: pd.DataFrame, table: pd.DataFrame) -> np.ndarray:
+    """Table rows walked in order, each compared with every distinct key at once: a
+    reference table holds tens of rows, a batch's distinct keys hundreds."""
+    found = np.full(len(distinct), -1, dtype=np.int64)
+    route = np.asarray(distinct["route"], dtype=object)
+    kind = np.asarray(distinct["strength_kind"], dtype=object)
+    strength = distinct["strength"].to_numpy(dtype=float)
+    on = distinct["service_date"].to_numpy().astype("datetime64[s]")
+    version = distinct["policy_version"].to_numpy()
+    ordered = table.sort_values("reference_row", kind="stable")
+    versions = ordered["version"] if "version" in ordered else pd.Series(ANY_VERSION, ordered.index)
+    for row_route, row_kind, row_strength, start, end, row_version, reference_row in zip(
+        ordered["route"].tolist(),
+        ordered["kind"].tolist(),
+        ordered["strength"].to_numpy(dtype=float),
+        ordered["start"].to_numpy().astype("datetime64[s]"),
+        ordered["end"].to_numpy().astype("datetime64[s]"),
+        versions.tolist(),
+        ordered["reference_row"].tolist(),
+        strict=True,
+    ):
+        match = (found < 0) & (route == row_route) & (kind == row_kind) & (strength == row_strength)
+        if not np.isnat(start):
+            match &= on >= start
+        if not np.isnat(end):
+            match &= on <= end
+        if row_version != ANY_VERSION:
+            match &= version == row_version
+        found[match] = reference_row
+    return found
+
+
+def _first_active_joined(distinct: pd.DataFrame, table: pd.DataFrame) -> np.ndarray:
     join = ["route", "strength_kind", "strength"]
     distinct = distinct.astype({"route": "str", "strength_kind": "str"})  # as the table's
     candidates = distinct.reset_index(names="key").merge(
@@ -240,6 +283,6 @@ def _first_active(distinct: pd.DataFrame, table: pd.DataFrame) -> np.ndarray:
             candidates["table_version"] == candidates["policy_version"]
         )
     first = candidates[active].groupby("key")["reference_row"].min()
-    rows = np.full(len(distinct), -1, dtype=np.int64)
-    rows[first.index.to_numpy()] = first.to_numpy()
-    return rows
+    found = np.full(len(distinct), -1, dtype=np.int64)
+    found[first.index.to_numpy()] = first.to_numpy()
+    return found

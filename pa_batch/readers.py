@@ -428,9 +428,10 @@ def text_records(columns: dict[str, pa.Array], length: int) -> pd.DataFrame:
 def _trimmed(given: pa.Array) -> pa.Array:
     """``given`` trimmed, an empty cell missing. Where there is nothing to trim and no empty
     cell (most columns of most files), ``given`` itself: the batch holds its text once."""
-    if not _may_need_trimming(given):
+    check = _may_need_trimming(given)
+    if check is _NOTHING_TO_DO:
         return given
-    trimmed = pc.utf8_trim_whitespace(given)
+    trimmed = pc.utf8_trim_whitespace(given) if check is _MAY_TRIM else given
     return pc.if_else(pc.equal(trimmed, ""), pa.scalar(None, pa.string()), trimmed)
 
 
@@ -441,11 +442,15 @@ _MAY_BE_SPACE[: 0x20 + 1] = True
 _MAY_BE_SPACE[0x7F:] = True
 
 
-def _may_need_trimming(given: pa.Array) -> bool:
-    """False only if no present cell is empty or starts or ends with a byte that could be
-    whitespace: read from the offsets and the first and last bytes, without copying text."""
+_NOTHING_TO_DO, _EMPTY_CELLS, _MAY_TRIM = "nothing to do", "empty cells", "may trim"
+
+
+def _may_need_trimming(given: pa.Array) -> str:
+    """What a column needs: nothing, its empty cells made missing, or trimming (where a
+    present cell starts or ends with a byte that could be whitespace). Read from the offsets
+    and the first and last bytes, without copying text."""
     if given.type != pa.string():
-        return True
+        return _MAY_TRIM
     offsets = np.frombuffer(given.buffers()[1], dtype=np.int32)[
         given.offset : given.offset + len(given) + 1
     ]
@@ -453,12 +458,13 @@ def _may_need_trimming(given: pa.Array) -> bool:
     if given.null_count:
         present = given.is_valid().to_numpy(zero_copy_only=False)
         starts, ends = starts[present], ends[present]
-    if not len(starts):
-        return False
-    if (ends <= starts).any():  # an empty cell: missing
-        return True
-    data = np.frombuffer(given.buffers()[2], dtype=np.uint8)
-    return bool(_MAY_BE_SPACE[data[starts]].any() or _MAY_BE_SPACE[data[ends - 1]].any())
+    empty = ends <= starts
+    starts, ends = starts[~empty], ends[~empty]
+    if len(starts):
+        data = np.frombuffer(given.buffers()[2], dtype=np.uint8)
+        if _MAY_BE_SPACE[data[starts]].any() or _MAY_BE_SPACE[data[ends - 1]].any():
+            return _MAY_TRIM
+    return _EMPTY_CELLS if empty.any() else _NOTHING_TO_DO
 
 
 # --- CSV -------------------------------------------------------------------------------
@@ -663,6 +669,18 @@ def _parquet_batches(extract: Extract, batch_rows: int, stream: io.RawIOBase) ->
         yield Batch(text_records(raw, n), source_rows, raw=raw)
 
 
+def _ascii_only(column: pa.Array) -> bool:
+    """True if every byte of the column's text is ASCII (read from its data buffer)."""
+    if column.type != pa.string() or column.offset or not len(column):
+        return False
+    data = column.buffers()[2]
+    if data is None:
+        return True
+    offsets = np.frombuffer(column.buffers()[1], dtype=np.int32)
+    used = np.frombuffer(data, dtype=np.uint8)[offsets[0] : offsets[len(column)]]
+    return not len(used) or int(used.max()) < 0x80
+
+
 def _as_text(column: pa.Array, label: str, name: str) -> pa.Array:
     """A typed Parquet column as the text a CSV would carry, so both decide alike.
 
@@ -673,10 +691,11 @@ def _as_text(column: pa.Array, label: str, name: str) -> pa.Array:
     if pa.types.is_dictionary(kind):
         return _as_text(column.dictionary_decode(), label, name)
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
-        try:
-            column.validate(full=True)
-        except pa.ArrowInvalid:
-            raise RunError("text is not valid UTF-8", file=label, column=name) from None
+        if not _ascii_only(column):  # ASCII is valid UTF-8: only other text is checked
+            try:
+                column.validate(full=True)
+            except pa.ArrowInvalid:
+                raise RunError("text is not valid UTF-8", file=label, column=name) from None
         return column.cast(pa.string())
     if pa.types.is_timestamp(kind) or pa.types.is_date(kind):
         # a timestamp's calendar date is its date of service
