@@ -146,41 +146,64 @@ def ndc(values: pd.Series) -> pd.Series:
     """NDC as 11 digits: 11 digits as given, or hyphenated 5-4-2, 4-4-2, 5-3-2, 5-4-1 padded.
 
     An unhyphenated 10-digit NDC is ambiguous (which segment is short?) and so invalid.
-    NDCs are nearly all distinct, so this runs on every value at once in Arrow's compute
-    kernels (RE2 regexes, no Python per value); the hyphenated forms are parsed only where
-    a value is not already 11 digits.
+    NDCs are nearly all distinct, so this reads every value at once from the Arrow text's
+    bytes: a valid NDC is 11, 12 or 13 bytes, so the values of each length are one byte
+    matrix whose digits and hyphens are checked, and whose 11 digits are picked, by column.
     """
     text = pa.array(values, type=pa.string(), from_pandas=True)
-    eleven = pc.fill_null(
-        pc.and_(pc.equal(pc.utf8_length(text), 11), pc.ascii_is_decimal(text)), False
+    if isinstance(text, pa.ChunkedArray):
+        text = text.combine_chunks()
+    offsets = np.frombuffer(text.buffers()[1], dtype=np.int32)[
+        text.offset : text.offset + len(text) + 1
+    ]
+    data = text.buffers()[2]
+    data = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8)
+    present = text.is_valid().to_numpy(zero_copy_only=False)
+    lengths = np.diff(offsets)
+    digits = np.zeros((len(text), 11), dtype=np.uint8)
+    valid = np.zeros(len(text), dtype=bool)
+    for length, shapes in _NDC_SHAPES.items():
+        rows = np.flatnonzero(present & (lengths == length))
+        if not len(rows):
+            continue
+        cells = data[offsets[rows, None] + np.arange(length)]
+        is_digit = (cells >= ord("0")) & (cells <= ord("9"))
+        for hyphens, picked in shapes:
+            fits = is_digit[:, [i for i in range(length) if i not in hyphens]].all(axis=1)
+            if hyphens:
+                fits &= (cells[:, list(hyphens)] == ord("-")).all(axis=1)
+            fits &= ~valid[rows]  # the first shape that fits decides
+            digits[rows[fits]] = np.where(
+                np.asarray(picked) < 0, ord("0"), cells[fits][:, np.maximum(picked, 0)]
+            )
+            valid[rows[fits]] = True
+    normalized = pa.StringArray.from_buffers(
+        len(text),
+        pa.py_buffer(np.concatenate([[0], np.cumsum(valid * 11)]).astype(np.int32)),
+        pa.py_buffer(digits[valid].tobytes()),
+        pa.array(valid).buffers()[1],
     )
-    normalized = pc.if_else(eleven, text, pa.scalar(None, pa.string()))
-    other = pc.and_(pc.invert(eleven), pc.is_valid(text))
-    if pc.any(other).as_py():
-        normalized = pc.replace_with_mask(normalized, other, _hyphenated(text.filter(other)))
     return pd.Series(normalized, index=values.index, dtype="str")
 
 
-def _hyphenated(text: pa.Array) -> pa.Array:
-    """Hyphenated NDCs padded to 11 digits; null where the value is no such NDC."""
-    parts = pc.extract_regex(text, r"^(?P<a>[0-9]{4,5})-(?P<b>[0-9]{3,4})-(?P<c>[0-9]{1,2})$")
-    segments = [pc.struct_field(parts, name) for name in ("a", "b", "c")]
-    widths = [pc.utf8_length(segment) for segment in segments]
-    shape_ok = pa.scalar(False)
-    for shape in NDC_SEGMENTS:
-        same = pc.and_(
-            pc.and_(pc.equal(widths[0], shape[0]), pc.equal(widths[1], shape[1])),
-            pc.equal(widths[2], shape[2]),
-        )
-        shape_ok = pc.or_(shape_ok, same)
-    padded = pc.binary_join_element_wise(
-        *[
-            pc.utf8_lpad(segment, width, "0")
-            for segment, width in zip(segments, _NDC_PADDED_WIDTHS, strict=True)
-        ],
-        "",
-    )
-    return pc.if_else(pc.fill_null(shape_ok, False), padded, pa.scalar(None, pa.string()))
+def _ndc_shape(segments: tuple[int, int, int]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Where a hyphenated shape has its hyphens, and which byte gives each of the 11 digits
+    (-1: a padding zero, each segment padded on the left to 5, 4 and 2 digits)."""
+    picked: list[int] = []
+    position = 0
+    for width, padded in zip(segments, _NDC_PADDED_WIDTHS, strict=True):
+        picked += [-1] * (padded - width) + list(range(position, position + width))
+        position += width + 1
+    hyphens = (segments[0], segments[0] + 1 + segments[1])
+    return hyphens, tuple(picked)
+
+
+# by the value's length in bytes: (hyphen positions, the byte of each digit), shape by shape
+_NDC_SHAPES: Final = {
+    11: [((), tuple(range(11)))],
+    12: [_ndc_shape(shape) for shape in sorted(NDC_SEGMENTS) if sum(shape) == 10],
+    13: [_ndc_shape(shape) for shape in sorted(NDC_SEGMENTS) if sum(shape) == 11],
+}
 
 
 def route(values: pd.Series) -> pd.Series:

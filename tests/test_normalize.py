@@ -5,6 +5,7 @@ from __future__ import annotations
 import calendar
 import datetime
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -198,3 +199,38 @@ def test_approval_window_equals_calendar_arithmetic(lines):
     got = normalize.add_calendar_months_minus_one_day(starts, months)
     expected = [None if d is None else _window_oracle(d, m) for d, m in lines]
     assert [None if pd.isna(v) else v.date() for v in got] == expected
+
+
+def _ndc_oracle(value: str | None) -> str | None:
+    """The contract's NDC forms, one value at a time, by regular expression."""
+    if value is None:
+        return None
+    if re.fullmatch(r"[0-9]{11}", value):
+        return value
+    found = re.fullmatch(r"([0-9]{4,5})-([0-9]{3,4})-([0-9]{1,2})", value)
+    if found and tuple(len(part) for part in found.groups()) in normalize.NDC_SEGMENTS:
+        return found[1].zfill(5) + found[2].zfill(4) + found[3].zfill(2)
+    return None
+
+
+ndc_like = st.one_of(
+    st.none(),
+    st.text(alphabet=st.sampled_from(list("0123456789-")), max_size=14),
+    st.text(alphabet=st.sampled_from(list("0123456789-x \u0663\u00e9")), max_size=14),
+    st.builds(
+        lambda a, b, c: f"{a}-{b}-{c}",
+        st.text(alphabet="0123456789", min_size=3, max_size=6),
+        st.text(alphabet="0123456789", min_size=2, max_size=5),
+        st.text(alphabet="0123456789", min_size=0, max_size=3),
+    ),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(ndc_like, max_size=30), st.integers(0, 2))
+def test_ndc_equals_the_contracts_regular_expressions(values, offset):
+    """Read from the bytes of every value at once, yet as a regex reads each one; a batch's
+    text may start part-way into its Arrow buffers (offset)."""
+    series = pd.Series(["99999999999"] * offset + values, dtype="str").iloc[offset:]
+    got = normalize.ndc(series)
+    assert [None if pd.isna(v) else v for v in got] == [_ndc_oracle(v) for v in values]
