@@ -146,15 +146,100 @@ def process_batch(
 
 def decide_batch(batch: Batch, source_file: str, reference: ReferenceData) -> DecidedBatch:
     """Validate, scope and decide every record of ``batch``; needs no run state."""
+    return decide_scoped([scope_batch(batch, source_file, reference)], source_file, reference)
+
+
+@dataclass
+class ScopedBatch:
+    """A batch whose records are checked and scoped: its record-level rejects, how many
+    records are out of scope, and its in-scope lines, not yet decided."""
+
+    rows_read: int
+    rejects: pd.DataFrame  # REJECTS_SCHEMA: record checks and malformed records
+    out_of_scope: int
+    lines: Batch  # the records holding the in-scope lines (maybe more: see ``positions``)
+    parsed: pd.DataFrame  # typed.record_columns of ``lines.records``
+    in_scope_by: pd.Series  # of ``lines.records``
+    positions: np.ndarray  # the in-scope lines: positions in ``lines``
+
+    @property
+    def line_count(self) -> int:
+        return len(self.positions)
+
+    def compact(self) -> ScopedBatch:
+        """The same, holding only the in-scope lines (to be kept while later batches are
+        scoped, and decided with them)."""
+        if len(self.positions) == len(self.lines.records):
+            return self
+        at = self.positions
+        lines = Batch(
+            self.lines.records.take(at).reset_index(drop=True),
+            self.lines.source_rows[at],
+            raw={name: cells.take(pa.array(at)) for name, cells in self.lines.raw.items()},
+        )
+        return ScopedBatch(
+            self.rows_read,
+            self.rejects,
+            self.out_of_scope,
+            lines,
+            self.parsed.take(at).reset_index(drop=True),
+            self.in_scope_by.take(at).reset_index(drop=True),
+            np.arange(len(at)),
+        )
+
+
+def scope_batch(batch: Batch, source_file: str, reference: ReferenceData) -> ScopedBatch:
+    """Check every record of ``batch`` and find its baclofen powder lines."""
     records = batch.records
     parsed = typed.record_columns(records)  # each record column parsed once, here
     record_failures = contract_failures(
         RECORD_SCHEMA, pd.concat([records, parsed.filter(like=typed.FLAG)], axis=1)
     )
     passed = ~records.index.isin(record_failures["position"])
-
     powder_line, in_scope_by = scope(records["drug_name"], parsed["ndc"], reference)
     in_scope = np.flatnonzero(passed & (powder_line == YES))
+    return ScopedBatch(
+        rows_read=batch.rows_read,
+        rejects=_rejects(batch, source_file, powder_line, [record_failures]),
+        out_of_scope=int(passed.sum()) - len(in_scope),
+        lines=batch,
+        parsed=parsed,
+        in_scope_by=in_scope_by,
+        positions=in_scope,
+    )
+
+
+def decide_scoped(
+    scoped: list[ScopedBatch], source_file: str, reference: ReferenceData
+) -> DecidedBatch:
+    """Decide the in-scope lines of consecutive scoped batches of one file together: one
+    decided batch, the same rows in the same order as deciding them one by one."""
+    if len(scoped) == 1:
+        only = scoped[0]
+        batch, parsed, in_scope_by, in_scope = (
+            only.lines,
+            only.parsed,
+            only.in_scope_by,
+            only.positions,
+        )
+    else:
+        # a batch without lines adds none (the last batch of a CSV may hold only
+        # malformed records, and no columns)
+        parts = [s.compact() for s in scoped if s.line_count] or [scoped[0].compact()]
+        batch = Batch(
+            pd.concat([p.lines.records for p in parts], ignore_index=True),
+            np.concatenate([p.lines.source_rows for p in parts]),
+            raw={
+                name: pa.concat_arrays([p.lines.raw[name] for p in parts])
+                for name in parts[0].lines.raw
+            },
+        )
+        parsed = pd.concat([p.parsed for p in parts], ignore_index=True)
+        in_scope_by = pd.Series(
+            pd.api.types.union_categoricals([p.in_scope_by for p in parts]), dtype="category"
+        )
+        in_scope = np.arange(len(batch.records))
+    records = batch.records
     # the powder columns are parsed on the in-scope lines; what the results carry as given
     # is gathered once, from the valid ones
     service_date = parsed["service_date"].take(in_scope)
@@ -188,9 +273,11 @@ def decide_batch(batch: Batch, source_file: str, reference: ReferenceData) -> De
     )
     positions = pa.array(lines.index.to_numpy())
     given = batch.raw.get("line_number")
+    powder_line = np.full(len(records), YES, dtype=object)
+    line_rejects = _rejects(batch, source_file, powder_line, [line_failures], malformed=False)
     return DecidedBatch(
         source_file=source_file,
-        rows_read=batch.rows_read,
+        rows_read=sum(s.rows_read for s in scoped),
         results=results,
         keys=(
             lines["claim_id"] + KEY_SEPARATOR + line_parsed["line_number"].astype("str")
@@ -200,9 +287,22 @@ def decide_batch(batch: Batch, source_file: str, reference: ReferenceData) -> De
             if given is not None
             else pa.array(lines["line_number"], type=pa.string(), from_pandas=True)
         ),
-        rejects=_rejects(batch, source_file, powder_line, [record_failures, line_failures]),
-        out_of_scope=int(passed.sum()) - len(in_scope),
+        rejects=_in_record_order([*(s.rejects for s in scoped), line_rejects]),
+        out_of_scope=sum(s.out_of_scope for s in scoped),
         counts=LineCounts.of(results),
+    )
+
+
+def _in_record_order(rejects: list[pd.DataFrame]) -> pd.DataFrame:
+    """Reject frames of consecutive records as one, by source_row (each frame's own order
+    kept within a record: a record's checks are all in one frame)."""
+    present = [frame for frame in rejects if len(frame)]
+    if len(present) <= 1:
+        return present[0] if present else rejects[0]
+    return (
+        pd.concat(present, ignore_index=True)
+        .sort_values("source_row", kind="stable")
+        .reset_index(drop=True)
     )
 
 
@@ -378,9 +478,11 @@ def _rejects(
     source_file: str,
     powder_line: np.ndarray,
     failures: list[pd.DataFrame],
+    *,
+    malformed: bool = True,
 ) -> pd.DataFrame:
-    """Reject rows of ``failures`` (position, column, error code) and of the batch's malformed
-    records, ordered by source_row."""
+    """Reject rows of ``failures`` (position, column, error code) and (if ``malformed``) of
+    the batch's malformed records, ordered by source_row."""
     found = pd.concat([f for f in failures if len(f)] or [failures[0]], ignore_index=True)
     positions = found["position"].to_numpy(dtype=np.int64)
     message = found["error_code"].map(REJECT_CODES)
@@ -411,20 +513,20 @@ def _rejects(
             "powder_line": powder_line[positions],
         }
     )
-    malformed = batch.malformed
+    broken_records = batch.malformed if malformed else batch.malformed.iloc[:0]
     broken = pd.DataFrame(
         {
             "source_file": source_file,
-            "source_row": malformed["source_row"].to_numpy(),
+            "source_row": broken_records["source_row"].to_numpy(),
             "claim_id": None,
             "line_number": None,
             "column": None,
             "error_code": "MALFORMED_RECORD",
             "message": "record has "
-            + malformed["fields"].astype("str")
+            + broken_records["fields"].astype("str")
             + " fields, the header has "
-            + malformed["expected_fields"].astype("str"),
-            "value": malformed["text"].to_numpy(dtype=object),
+            + broken_records["expected_fields"].astype("str"),
+            "value": broken_records["text"].to_numpy(dtype=object),
             "powder_line": UNKNOWN,  # its fields cannot be trusted to say
         }
     )

@@ -18,15 +18,20 @@ import os
 import queue
 import threading
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, ExitStack
 
-from pa_batch.batch import DecidedBatch, decide_batch
+from pa_batch.batch import DecidedBatch, ScopedBatch, decide_batch, decide_scoped, scope_batch
 from pa_batch.errors import RunError
 from pa_batch.readers import Batch
 from pa_batch.reference import ReferenceData
 
+OnRead = Callable[[int], None] | None  # told each batch's record count as it is read
+
 LOCAL = "local"
+# the local engine decides in-scope lines in groups of at least this many (or at once if a
+# batch has as many), and holds no more rejects than this while a group fills
+GROUP_LINES = 1 << 15
 DASK = "dask"
 ENGINES = (LOCAL, DASK)
 
@@ -38,12 +43,32 @@ class LocalEngine(AbstractContextManager):
     def __exit__(self, *exc) -> None:
         return None
 
-    def decide(self, batches: Iterable[Batch], source_file: str) -> Iterator[DecidedBatch]:
+    def decide(
+        self, batches: Iterable[Batch], source_file: str, on_read: OnRead = None
+    ) -> Iterator[DecidedBatch]:
+        """Scope each batch as it comes (``on_read`` hears its record count); decide the
+        in-scope lines of consecutive batches together until there are ``GROUP_LINES`` of
+        them (a nightly mix has a few hundred powder lines a batch, and deciding them costs
+        about as much as deciding thousands). The outputs are the same bytes however
+        batches are grouped."""
+        group: list[ScopedBatch] = []
         for batch in read_ahead(batches):
-            decided = decide_batch(batch, source_file, self.reference)
-            del batch  # the records go before the next batch is decided
-            yield decided
-            del decided
+            scoped = scope_batch(batch, source_file, self.reference)
+            del batch  # the records go before the next batch is read
+            if on_read:
+                on_read(scoped.rows_read)
+            if scoped.line_count >= GROUP_LINES and not group:
+                yield decide_scoped([scoped], source_file, self.reference)
+                continue
+            group.append(scoped.compact())  # only its in-scope lines are kept
+            del scoped
+            held_lines = sum(s.line_count for s in group)
+            held_rejects = sum(len(s.rejects) for s in group)
+            if held_lines >= GROUP_LINES or held_rejects >= GROUP_LINES:
+                yield decide_scoped(group, source_file, self.reference)
+                group = []
+        if group:
+            yield decide_scoped(group, source_file, self.reference)
 
 
 _DONE = object()
@@ -139,9 +164,13 @@ class DaskEngine(AbstractContextManager):
     def __exit__(self, *exc) -> None:
         self._stack.close()
 
-    def decide(self, batches: Iterable[Batch], source_file: str) -> Iterator[DecidedBatch]:
+    def decide(
+        self, batches: Iterable[Batch], source_file: str, on_read: OnRead = None
+    ) -> Iterator[DecidedBatch]:
         pending: deque = deque()
         for batch in batches:
+            if on_read:
+                on_read(batch.rows_read)
             pending.append(
                 self.client.submit(decide_batch, batch, source_file, self._reference, pure=False)
             )

@@ -91,6 +91,7 @@ def run(options: RunOptions, progress: RunLog | None = None) -> RunReport:
         counts = RunCounts()
         claim_keys = ClaimKeyRegistry(output.scratch)  # keys spill beside the outputs
         inputs = []
+        all_read = 0  # records read so far in the run, for progress
         for extract in extracts:
             source = extract.source
             record = InputRecord(
@@ -99,7 +100,20 @@ def run(options: RunOptions, progress: RunLog | None = None) -> RunReport:
             inputs.append(record)
             if progress:
                 progress.input_started(source.label, source.format)
-            for decided in engine.decide(extract.batches(options.batch_rows), source.label):
+
+            input_read = 0
+
+            def batch_read(rows: int, label: str = source.label) -> None:
+                """Progress as records are read (the engine may decide several batches at
+                once)."""
+                nonlocal input_read, all_read
+                input_read += rows
+                all_read += rows
+                if progress:
+                    progress.batch_done(label, rows, input_read, all_read)
+
+            batches = extract.batches(options.batch_rows)
+            for decided in engine.decide(batches, source.label, on_read=batch_read):
                 outcome = finish_batch(decided, claim_keys)
                 results.write(outcome.decided, keep=outcome.kept)
                 rejects.write(outcome.rejects)
@@ -113,10 +127,6 @@ def run(options: RunOptions, progress: RunLog | None = None) -> RunReport:
                 counts.rejected_by_powder_line.update(outcome.rejected_by_powder_line)
                 counts.by_month.update(outcome.by_month)
                 counts.routes.update(outcome.routes)
-                if progress:
-                    progress.batch_done(
-                        source.label, decided.rows_read, record.rows, counts.rows_read
-                    )
                 del decided, outcome  # a batch's frames are not held while the next is decided
             record.sha256 = extract.sha256
             if progress:

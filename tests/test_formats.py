@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
@@ -275,3 +276,40 @@ def test_parquet_bytes_do_not_follow_batches_where_pages_split(run_cli, write_cs
         assert run.exit_code == 0
         written[batch] = (run.out / "results.parquet").read_bytes()
     assert written["333"] == written["3000"]
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_grouping_batches_for_the_decision_changes_no_byte(run_cli, tmp_path, monkeypatch, fmt):
+    """The local engine decides the powder lines of consecutive batches together; whatever
+    the group size (every batch alone, groups cut by a few lines or a few rejects, all in
+    one group), results, rejects and counts are the same. The extract (the benchmark's
+    generator: a third powder lines, every kind of record and line reject, repeated keys)
+    interleaves record rejects and powder line rejects in every batch."""
+    import subprocess
+    import sys
+
+    from pa_batch import engines, writers
+
+    extract = tmp_path / "extract.csv"
+    generator = Path(__file__).parent.parent / "bench" / "extracts.py"
+    subprocess.run(
+        [sys.executable, str(generator), "--lines", "3000", "--powder-share", "0.3",
+         "--out", str(extract)],
+        check=True,
+    )  # fmt: skip
+    monkeypatch.setattr(writers, "PARQUET_ROW_GROUP_ROWS", 7)
+    args = ["--reference-dir", Path(__file__).parent.parent / "bench" / "reference"]
+    args += ["--format", fmt, "--batch-rows", "100"]
+    written, counts = {}, {}
+    for group_lines in (1, 50, 1 << 15):
+        monkeypatch.setattr(engines, "GROUP_LINES", group_lines)
+        run = run_cli(extract, *args, out=tmp_path / str(group_lines))
+        assert run.exit_code == 0
+        written[group_lines] = [
+            (run.out / f"{table}.{fmt}").read_bytes() for table in ("results", "rejects")
+        ]
+        counts[group_lines] = run.summary["counts"]
+    assert written[1] == written[50] == written[1 << 15]
+    assert counts[1] == counts[50] == counts[1 << 15]
+    assert counts[1]["rows_read"] == 3000
+    assert counts[1]["rejected"] > 100 and counts[1]["approved"] > 10
