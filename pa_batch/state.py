@@ -73,11 +73,14 @@ class _HashFilter:
 
 
 class _SpilledKeys:
-    """Every registered key on disk, written once, in segments (one per batch, each sorted by
-    hash): the hashes, where each key was first seen, and the key text. Read back only for
-    hashes already known, through a memory map opened for that one lookup."""
+    """Every registered key on disk, written once, in segments of at least 65,536 keys (each
+    sorted by hash): the hashes, where each key was first seen, and the key text. Read back
+    only for hashes already known, through a memory map of one segment at a time. Keys wait
+    in memory until they fill a segment, so a lookup walks few segments, whatever the batch
+    size."""
 
     _FILES = ("hashes", "locations", "key_ends", "keys")
+    _SEGMENT_KEYS = 1 << 16
 
     def __init__(self, directory: Path | None):
         self.directory = directory
@@ -86,6 +89,29 @@ class _SpilledKeys:
         self.entries = 0
         self._key_bytes = 0
         self._finalizer: weakref.finalize | None = None
+        # keys not yet written: (hashes, keys, locations) pieces, joined when looked up
+        self._waiting: list[tuple[np.ndarray, pa.Array, np.ndarray]] = []
+
+    def add(self, hashes: np.ndarray, keys: pa.Array, locations: np.ndarray) -> None:
+        """Register keys (their hashes new to the registry)."""
+        self._waiting.append((hashes, keys, locations))
+        if sum(len(h) for h, _, _ in self._waiting) >= self._SEGMENT_KEYS:
+            self._write_waiting()
+
+    def _joined_waiting(self) -> tuple[np.ndarray, pa.Array, np.ndarray]:
+        """The waiting keys as one piece, sorted by hash (and kept so)."""
+        if len(self._waiting) > 1 or (self._waiting and not _ascending(self._waiting[0][0])):
+            hashes = np.concatenate([h for h, _, _ in self._waiting])
+            order = np.argsort(hashes, kind="stable")
+            keys = pa.concat_arrays([k.cast(pa.string()) for _, k, _ in self._waiting])
+            locations = np.concatenate([at for _, _, at in self._waiting])
+            self._waiting = [(hashes[order], keys.take(pa.array(order)), locations[order])]
+        return self._waiting[0]
+
+    def _write_waiting(self) -> None:
+        if self._waiting:
+            self.append(*self._joined_waiting())
+            self._waiting = []
 
     def _open(self) -> None:
         own = self.directory is None
@@ -121,7 +147,27 @@ class _SpilledKeys:
         """For each (hash, key) asked: whether the key is registered, and its location."""
         known = np.zeros(len(hashes), dtype=bool)
         location = np.zeros(len(hashes), dtype=np.uint64)
-        if not len(hashes) or not self.entries:
+        if not len(hashes):
+            return known, location
+        if self._waiting:
+            waiting_hashes, waiting_keys, waiting_locations = self._joined_waiting()
+            at = np.searchsorted(waiting_hashes, hashes, side="left")
+            pending = np.flatnonzero(at < len(waiting_hashes))
+            at = at[pending]
+            while len(pending):  # equal hashes walked in turn until the text matches
+                same_hash = waiting_hashes[at] == hashes[pending]
+                pending, at = pending[same_hash], at[same_hash]
+                if not len(pending):
+                    break
+                same_key = pc.equal(
+                    waiting_keys.take(pa.array(at)), keys.take(pa.array(pending))
+                ).to_numpy(zero_copy_only=False)
+                known[pending[same_key]] = True
+                location[pending[same_key]] = waiting_locations[at[same_key]]
+                pending, at = pending[~same_key], at[~same_key] + 1
+                inside = at < len(waiting_hashes)
+                pending, at = pending[inside], at[inside]
+        if not self.entries:
             return known, location
         for file in self._files.values():
             file.flush()
@@ -174,6 +220,10 @@ class _SpilledKeys:
     def close(self) -> None:
         if self._finalizer is not None:
             self._finalizer()
+
+
+def _ascending(values: np.ndarray) -> bool:
+    return bool(len(values) < 2 or (values[1:] >= values[:-1]).all())
 
 
 def _remove_spill(directory: Path, files: list[BinaryIO], own_directory: bool) -> None:
@@ -276,7 +326,7 @@ class ClaimKeyRegistry:
 
         new = ~known
         if new.any():
-            self._spilled.append(hashes[new], distinct.filter(pa.array(new)), locations[first[new]])
+            self._spilled.add(hashes[new], distinct.filter(pa.array(new)), locations[first[new]])
             self._filter.add(hashes[new])
             self._keys += int(np.count_nonzero(new))
         return pd.Series(self._describe(found, seen), dtype="str")

@@ -41,8 +41,11 @@ def test_registry_names_the_first_occurrence_of_every_repeated_key(batches):
     assert _claimed(ClaimKeyRegistry(), batches) == _oracle(batches)
 
 
-def test_equal_hashes_of_different_keys_are_never_duplicates(monkeypatch):
-    """Every key hashes alike here: only the key text can tell them apart."""
+@pytest.mark.parametrize("segment_keys", [1, 1 << 16])
+def test_equal_hashes_of_different_keys_are_never_duplicates(monkeypatch, segment_keys):
+    """Every key hashes alike here: only the key text can tell them apart, on disk (a segment
+    a batch) or waiting in memory."""
+    monkeypatch.setattr(state._SpilledKeys, "_SEGMENT_KEYS", segment_keys)
 
     def one_hash(values, index=False):
         return pd.Series(np.zeros(len(values), dtype=np.uint64))
@@ -60,8 +63,10 @@ def test_equal_hashes_of_different_keys_are_never_duplicates(monkeypatch):
 
 @pytest.mark.parametrize("batch_size", [1, 7, 1000])
 def test_the_filter_grows_without_losing_keys(batch_size, monkeypatch):
-    """A filter of 64 keys fills and is followed by ones of 128, 256 ... 2048 keys."""
+    """A filter of 64 keys fills and is followed by ones of 128, 256 ... 2048 keys; keys
+    wait in memory until 500 fill a segment on disk, and are found waiting or written."""
     monkeypatch.setattr(state._HashFilter, "_FIRST_CAPACITY", 64)
+    monkeypatch.setattr(state._SpilledKeys, "_SEGMENT_KEYS", 500)
     keys = [f"C{i}" for i in range(3000)] + [f"C{i}" for i in range(0, 3000, 3)]
     batches = [
         ("x.csv", keys[start : start + batch_size]) for start in range(0, len(keys), batch_size)
@@ -76,8 +81,10 @@ def test_the_filter_grows_without_losing_keys(batch_size, monkeypatch):
     ]
 
 
-def test_a_filter_that_always_says_maybe_makes_no_false_duplicate(monkeypatch):
-    """Every key goes to the disk lookup: the hashes and key text on disk decide alone."""
+@pytest.mark.parametrize("segment_keys", [1, 1 << 16])
+def test_a_filter_that_always_says_maybe_makes_no_false_duplicate(monkeypatch, segment_keys):
+    """Every key goes to the lookup: the hashes and key text stored decide alone."""
+    monkeypatch.setattr(state._SpilledKeys, "_SEGMENT_KEYS", segment_keys)
     monkeypatch.setattr(
         state._HashFilter, "may_contain", lambda self, hashes: np.ones(len(hashes), dtype=bool)
     )
@@ -108,6 +115,7 @@ def test_only_a_filter_stays_in_memory_and_the_spill_is_removed(tmp_path, monkey
     """2 bytes a key of filter in memory; hashes, key text and locations on disk, gone when
     the registry is."""
     monkeypatch.setattr(state._HashFilter, "_FIRST_CAPACITY", 1024)
+    monkeypatch.setattr(state._SpilledKeys, "_SEGMENT_KEYS", 1000)
     spill = tmp_path / "spill"
     keys = [f"C{i}\x1f1" for i in range(5000)]
     with ClaimKeyRegistry(spill) as registry:
