@@ -168,7 +168,7 @@ def run(
             "--batch-rows",
             min=1,
             max=MAX_BATCH_ROWS,
-            help="Records decided at a time (default 131,072): bounds memory, never outputs.",
+            help="Records decided at a time (default 98,304): bounds memory, never outputs.",
             envvar=_env("BATCH_ROWS"),
         ),
     ] = None,

@@ -36,7 +36,9 @@ from pa_batch.schemas.claim_extract import INPUT_COLUMNS, POLICY_COLUMNS, REQUIR
 
 CSV = "csv"
 PARQUET = "parquet"
-DEFAULT_BATCH_ROWS = 1 << 17  # 131,072: past it, memory grows and speed does not
+# 98,304: past it, memory grows and speed hardly does (131,072: 7% faster on an all-powder
+# extract, 76 MB more peak RSS, too close to 1 GiB at 50M lines)
+DEFAULT_BATCH_ROWS = 3 << 15
 CSV_BLOCK_BYTES = 1 << 22  # 4 MiB; also the longest CSV record the reader accepts
 _NAME_SHAPE = re.compile(r"[a-z][a-z0-9_ .\-]{0,39}")
 _OTHER_DELIMITERS = (";", "\t", "|")

@@ -73,14 +73,14 @@ class _HashFilter:
 
 
 class _SpilledKeys:
-    """Every registered key on disk, written once, in segments of at least 65,536 keys (each
+    """Every registered key on disk, written once, in segments of at least 262,144 keys (each
     sorted by hash): the hashes, where each key was first seen, and the key text. Read back
     only for hashes already known, through a memory map of one segment at a time. Keys wait
     in memory until they fill a segment, so a lookup walks few segments, whatever the batch
     size."""
 
     _FILES = ("hashes", "locations", "key_ends", "keys")
-    _SEGMENT_KEYS = 1 << 16
+    _SEGMENT_KEYS = 1 << 18
 
     def __init__(self, directory: Path | None):
         self.directory = directory
