@@ -1,7 +1,7 @@
 """What a run tells its operator while it works: lines for people, or JSON lines for schedulers.
 
-Text (the default): progress lines on stderr when it is a terminal, the outcome table on
-stdout, a failure as one line on stderr.
+Text (the default): a progress bar (rich) on stderr when it is a terminal, the outcome
+table on stdout, a failure as one line on stderr.
 
 Every event carries counts, codes, file paths and row numbers only, never a cell value: the
 fields are chosen here, by name, so a caller cannot hand member data to the log by accident.
@@ -16,6 +16,9 @@ import json
 import sys
 from datetime import UTC, datetime
 from typing import TextIO
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from pa_batch.errors import RunError
 from pa_batch.policy import OUTCOMES
@@ -39,16 +42,30 @@ class RunLog:
         self.run_id = run_id  # on every JSON line, from the first
         self._out = out or sys.stdout
         self._err = err or sys.stderr
-        # text progress is for someone watching a terminal; a captured log gets the outcome
-        # table or the one error line, nothing else
-        self._progress_lines = fmt == TEXT and self._err.isatty()
+        # progress is for someone watching a terminal: a bar per input, records read so far,
+        # elapsed time and rate; a captured log gets the outcome table or the one error line
+        self._bar: Progress | None = None
+        self._task: TaskID | None = None
+        if fmt == TEXT and self._err.isatty():
+            self._bar = Progress(
+                TextColumn("pa-batch: {task.description}"),
+                BarColumn(),
+                TextColumn("{task.completed:>12,} records"),
+                TimeElapsedColumn(),
+                console=Console(file=self._err),
+            )
 
     # --- events the pipeline reports ---------------------------------------------------
 
     def input_started(self, file: str, fmt: str) -> None:
-        self._emit("input_started", {"file": file, "format": fmt}, f"reading {file} ({fmt})")
+        if self._bar is not None:
+            self._bar.start()  # again for each input: a no-op while it runs
+            self._task = self._bar.add_task(f"{file} ({fmt})", total=None)
+        self._emit("input_started", {"file": file, "format": fmt})
 
     def batch_done(self, file: str, records: int, file_records: int, run_records: int) -> None:
+        if self._bar is not None and self._task is not None:
+            self._bar.update(self._task, completed=file_records)
         self._emit(
             "batch_done",
             {
@@ -57,15 +74,23 @@ class RunLog:
                 "file_records": file_records,
                 "run_records": run_records,
             },
-            f"{file}: {file_records:,} records read",
         )
 
     def input_finished(self, file: str, records: int) -> None:
-        self._emit("input_finished", {"file": file, "records": records}, None)
+        if self._bar is not None and self._task is not None:
+            self._bar.update(self._task, completed=records, total=records)
+        self._emit("input_finished", {"file": file, "records": records})
+
+    def _stop_bar(self) -> None:
+        """The bar ends before anything else is written: no line lands inside it."""
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
 
     # --- how the run ends --------------------------------------------------------------
 
     def committed(self, *, out: str, rows_read: int, outcomes: dict, reject_rate: float) -> None:
+        self._stop_bar()
         if self.format == JSON:
             self._json(
                 "run_committed",
@@ -83,6 +108,7 @@ class RunLog:
         self._out.flush()
 
     def over_threshold(self, reject_rate: float, limit: float) -> None:
+        self._stop_bar()
         self._emit(
             "reject_rate_exceeded",
             {"reject_rate": round(reject_rate, 6), "max_reject_rate": limit},
@@ -91,6 +117,7 @@ class RunLog:
         )
 
     def warning(self, message: str, *, file: str | None = None) -> None:
+        self._stop_bar()
         if self.format == JSON:
             self._json("run_warning", {"warning": message, "file": file}, "warning")
         else:
@@ -99,6 +126,7 @@ class RunLog:
             self._err.flush()
 
     def failed(self, message: str, *, file: str | None = None, column: str | None = None) -> None:
+        self._stop_bar()
         if self.format == JSON:
             self._json("run_failed", {"error": message, "file": file, "column": column}, "error")
         else:
@@ -107,15 +135,16 @@ class RunLog:
             self._err.flush()
 
     def finished(self, status: str, exit_code: int) -> None:
+        self._stop_bar()
         if self.format == JSON:
             self._json("run_finished", {"status": status, "exit_code": exit_code})
 
     # --- rendering ---------------------------------------------------------------------
 
-    def _emit(self, event: str, fields: dict, text: str | None, level: str = "info") -> None:
+    def _emit(self, event: str, fields: dict, text: str | None = None, level: str = "info") -> None:
         if self.format == JSON:
             self._json(event, fields, level)
-        elif level == "error" or (text is not None and self._progress_lines):
+        elif level == "error":
             self._err.write(f"pa-batch: {text}\n")
             self._err.flush()
 
