@@ -12,8 +12,11 @@
        └── key seen before in the run (run state) ──► DUPLICATE_KEY reject instead
 
 Two steps. ``decide_batch`` is pure: it needs nothing from other batches, so engines may run
-it anywhere, in any order (the Dask engine runs it on workers). ``finish_batch`` applies the
-run state, the claim-key registry, and must see the batches in input order.
+it anywhere, in any order (the Dask engine runs it on workers). It is itself two pure steps,
+``scope_batch`` (record checks and scope, on every record) and ``decide_scoped`` (the powder
+lines of one or more consecutive scoped batches: the local engine groups a nightly mix's few
+lines a batch). ``finish_batch`` applies the run state, the claim-key registry, and must see
+the batches in input order.
 """
 
 from __future__ import annotations

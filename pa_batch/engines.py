@@ -4,8 +4,10 @@ Engines differ only in scheduling. Both hand the pipeline its batches decided an
 order; everything that spans batches (duplicate keys, counts, record numbers, the commit)
 stays with the pipeline, so the outputs are the same bytes whichever engine ran.
 
-- ``local``: in this process, one batch after another, the next batch read by a thread
-  meanwhile (Arrow decodes and parses without holding the GIL).
+- ``local``: in this process, the next batch read by a thread meanwhile (Arrow decodes and
+  parses without holding the GIL). Each batch is checked and scoped as it comes
+  (``batch.scope_batch``); the powder lines of consecutive batches are decided together
+  (``batch.decide_scoped``) once there are enough of them to be worth a decision.
 - ``dask``: on the workers of a Dask cluster, an existing one (``--scheduler ADDRESS``) or a
   local one. The client reads the inputs (so CSV record numbers stay exact and workers need
   no access to the files), sends each batch to a worker, and takes the decided batches back
