@@ -203,7 +203,12 @@ def scope_batch(batch: Batch, source_file: str, reference: ReferenceData) -> Sco
     in_scope = np.flatnonzero(passed & (powder_line == YES))
     return ScopedBatch(
         rows_read=batch.rows_read,
-        rejects=_rejects(batch, source_file, powder_line, [record_failures]),
+        rejects=_in_record_order(
+            [
+                _rejects(batch, source_file, powder_line, [record_failures]),
+                _malformed_rejects(batch, source_file),
+            ]
+        ),
         out_of_scope=int(passed.sum()) - len(in_scope),
         lines=batch,
         parsed=parsed,
@@ -238,9 +243,7 @@ def decide_scoped(
             },
         )
         parsed = pd.concat([p.parsed for p in parts], ignore_index=True)
-        in_scope_by = pd.Series(
-            pd.api.types.union_categoricals([p.in_scope_by for p in parts]), dtype="category"
-        )
+        in_scope_by = pd.concat([p.in_scope_by for p in parts], ignore_index=True)
         in_scope = np.arange(len(batch.records))
     records = batch.records
     # the powder columns are parsed on the in-scope lines; what the results carry as given
@@ -277,7 +280,7 @@ def decide_scoped(
     positions = pa.array(lines.index.to_numpy())
     given = batch.raw.get("line_number")
     powder_line = np.full(len(records), YES, dtype=object)
-    line_rejects = _rejects(batch, source_file, powder_line, [line_failures], malformed=False)
+    line_rejects = _rejects(batch, source_file, powder_line, [line_failures])
     return DecidedBatch(
         source_file=source_file,
         rows_read=sum(s.rows_read for s in scoped),
@@ -481,11 +484,8 @@ def _rejects(
     source_file: str,
     powder_line: np.ndarray,
     failures: list[pd.DataFrame],
-    *,
-    malformed: bool = True,
 ) -> pd.DataFrame:
-    """Reject rows of ``failures`` (position, column, error code) and (if ``malformed``) of
-    the batch's malformed records, ordered by source_row."""
+    """Reject rows of ``failures`` (position, column, error code), ordered by source_row."""
     found = pd.concat([f for f in failures if len(f)] or [failures[0]], ignore_index=True)
     positions = found["position"].to_numpy(dtype=np.int64)
     message = found["error_code"].map(REJECT_CODES)
@@ -516,27 +516,31 @@ def _rejects(
             "powder_line": powder_line[positions],
         }
     )
-    broken_records = batch.malformed if malformed else batch.malformed.iloc[:0]
+    checked = checked.astype({"source_row": "int64"})
+    checked = checked.sort_values("source_row", kind="stable").reset_index(drop=True)
+    return checked[REJECTS_SCHEMA.names]
+
+
+def _malformed_rejects(batch: Batch, source_file: str) -> pd.DataFrame:
+    """Reject rows of the batch's malformed records (CSV records of the wrong field count)."""
+    malformed = batch.malformed
     broken = pd.DataFrame(
         {
             "source_file": source_file,
-            "source_row": broken_records["source_row"].to_numpy(),
+            "source_row": malformed["source_row"].to_numpy(dtype=np.int64),
             "claim_id": None,
             "line_number": None,
             "column": None,
             "error_code": "MALFORMED_RECORD",
             "message": "record has "
-            + broken_records["fields"].astype("str")
+            + malformed["fields"].astype("str")
             + " fields, the header has "
-            + broken_records["expected_fields"].astype("str"),
-            "value": broken_records["text"].to_numpy(dtype=object),
+            + malformed["expected_fields"].astype("str"),
+            "value": malformed["text"].to_numpy(dtype=object),
             "powder_line": UNKNOWN,  # its fields cannot be trusted to say
         }
     )
-    both = pd.concat([f for f in (checked, broken) if len(f)] or [checked], ignore_index=True)
-    both = both.astype({"source_row": "int64"})
-    both = both.sort_values("source_row", kind="stable").reset_index(drop=True)
-    return both[REJECTS_SCHEMA.names]
+    return broken[REJECTS_SCHEMA.names]
 
 
 def _by_month(results: pd.DataFrame) -> Counter[tuple[str, str]]:

@@ -170,9 +170,8 @@ def _not_billable(
     described = (service_date >= pd.Timestamp(icd10cm.APPLIES_FROM)).fillna(False).to_numpy()
     considered = described[rows]
     if not considered.any():
-        return flagged
-    billable_codes = icd10cm.billable_codes()
-    billable = np.array([code in billable_codes for code in distinct], dtype=bool)
+        return flagged  # the code list is never read for runs it does not describe
+    billable = np.array([icd10cm.is_billable(code) for code in distinct], dtype=bool)
     flagged[rows[considered & ~billable[codes]]] = True
     return flagged
 

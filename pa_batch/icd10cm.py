@@ -18,8 +18,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Final
 
-import pyarrow as pa
-
 PACKAGE: Final = "simple-icd-10-cm"
 PACKAGE_VERSION: Final = "1.5.0"  # the edition the shipped list was generated from
 EDITION: Final = "ICD-10-CM FY2026 (April 1, 2026 release)"
@@ -28,18 +26,10 @@ CODE_LIST: Final = "icd10cm-fy2026-billable.txt"
 
 
 @cache
-def billable_code_array() -> pa.Array:
-    """The edition's billable codes, upper-case, without dots (``G8011``), as the shipped
-    list orders them: the value set of one ``pc.is_in`` per batch."""
-    text = resources.files("pa_batch.policy_data").joinpath(CODE_LIST).read_text("ascii")
-    codes = [line for line in text.splitlines() if line and not line.startswith("#")]
-    return pa.array(codes, type=pa.string())
-
-
-@cache
 def billable_codes() -> frozenset[str]:
-    """The same codes as a set, for looking up one code."""
-    return frozenset(billable_code_array().to_pylist())
+    """The edition's billable codes, upper-case, without dots (``G8011``)."""
+    text = resources.files("pa_batch.policy_data").joinpath(CODE_LIST).read_text("ascii")
+    return frozenset(line for line in text.splitlines() if line and not line.startswith("#"))
 
 
 def is_billable(code: str) -> bool:

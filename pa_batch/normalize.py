@@ -16,6 +16,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pa_batch.arrow_text import offsets_and_bytes
+
 ROUTE_SYNONYMS: Final[dict[str, str]] = {
     **dict.fromkeys(["oral", "orally", "po", "p.o.", "per os", "by mouth", "26643006"], "oral"),
     **dict.fromkeys(
@@ -153,11 +155,7 @@ def ndc(values: pd.Series) -> pd.Series:
     text = pa.array(values, type=pa.string(), from_pandas=True)
     if isinstance(text, pa.ChunkedArray):
         text = text.combine_chunks()
-    offsets = np.frombuffer(text.buffers()[1], dtype=np.int32)[
-        text.offset : text.offset + len(text) + 1
-    ]
-    data = text.buffers()[2]
-    data = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8)
+    offsets, data = offsets_and_bytes(text)
     present = text.is_valid().to_numpy(zero_copy_only=False)
     lengths = np.diff(offsets)
     digits = np.zeros((len(text), 11), dtype=np.uint8)

@@ -31,6 +31,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
+from pa_batch.arrow_text import offsets_and_bytes
 from pa_batch.errors import RunError
 from pa_batch.schemas.claim_extract import INPUT_COLUMNS, POLICY_COLUMNS, REQUIRED_COLUMNS
 
@@ -453,19 +454,15 @@ def _may_need_trimming(given: pa.Array) -> str:
     and the first and last bytes, without copying text."""
     if given.type != pa.string():
         return _MAY_TRIM
-    offsets = np.frombuffer(given.buffers()[1], dtype=np.int32)[
-        given.offset : given.offset + len(given) + 1
-    ]
+    offsets, data = offsets_and_bytes(given)
     starts, ends = offsets[:-1], offsets[1:]
     if given.null_count:
         present = given.is_valid().to_numpy(zero_copy_only=False)
         starts, ends = starts[present], ends[present]
     empty = ends <= starts
     starts, ends = starts[~empty], ends[~empty]
-    if len(starts):
-        data = np.frombuffer(given.buffers()[2], dtype=np.uint8)
-        if _MAY_BE_SPACE[data[starts]].any() or _MAY_BE_SPACE[data[ends - 1]].any():
-            return _MAY_TRIM
+    if len(starts) and (_MAY_BE_SPACE[data[starts]].any() or _MAY_BE_SPACE[data[ends - 1]].any()):
+        return _MAY_TRIM
     return _EMPTY_CELLS if empty.any() else _NOTHING_TO_DO
 
 
@@ -673,13 +670,8 @@ def _parquet_batches(extract: Extract, batch_rows: int, stream: io.RawIOBase) ->
 
 def _ascii_only(column: pa.Array) -> bool:
     """True if every byte of the column's text is ASCII (read from its data buffer)."""
-    if column.type != pa.string() or column.offset or not len(column):
-        return False
-    data = column.buffers()[2]
-    if data is None:
-        return True
-    offsets = np.frombuffer(column.buffers()[1], dtype=np.int32)
-    used = np.frombuffer(data, dtype=np.uint8)[offsets[0] : offsets[len(column)]]
+    offsets, data = offsets_and_bytes(column)
+    used = data[offsets[0] : offsets[-1]]
     return not len(used) or int(used.max()) < 0x80
 
 

@@ -11,6 +11,7 @@ import shutil
 import tempfile
 import weakref
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -19,6 +20,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from pa_batch.arrow_text import offsets_and_bytes
 
 _ROW_BITS = 40  # a location packs (input index, source_row) into one uint64
 
@@ -128,17 +131,14 @@ class _SpilledKeys:
         """One segment: ``hashes`` ascending, ``keys`` and ``locations`` in the same order."""
         if not self._files:
             self._open()
-        keys = keys.cast(pa.large_string())
-        offsets = np.frombuffer(keys.buffers()[1], dtype=np.int64)[
-            keys.offset : keys.offset + len(keys) + 1
-        ]
-        data = keys.buffers()[2]
+        offsets, data = offsets_and_bytes(keys)
         start, end = int(offsets[0]), int(offsets[-1])
         hashes.astype(np.uint64).tofile(self._files["hashes"])
         locations.astype(np.uint64).tofile(self._files["locations"])
-        (offsets[1:] - start + self._key_bytes).astype(np.uint64).tofile(self._files["key_ends"])
-        if data is not None and end > start:
-            self._files["keys"].write(memoryview(data)[start:end])
+        key_ends = offsets[1:].astype(np.int64) - start + self._key_bytes
+        key_ends.astype(np.uint64).tofile(self._files["key_ends"])
+        if end > start:
+            self._files["keys"].write(data[start:end])
         self._segments.append((self.entries, len(hashes)))
         self.entries += len(hashes)
         self._key_bytes += end - start
@@ -147,54 +147,36 @@ class _SpilledKeys:
         """For each (hash, key) asked: whether the key is registered, and its location."""
         known = np.zeros(len(hashes), dtype=bool)
         location = np.zeros(len(hashes), dtype=np.uint64)
-        if not len(hashes):
-            return known, location
+
+        def look_in(stored_hashes: np.ndarray, stored_at: _StoredAt) -> None:
+            asked = np.flatnonzero(~known)
+            found, where = _equal_keys(stored_hashes, hashes, keys, asked, stored_at)
+            known[found], location[found] = True, where
+
         if self._waiting:
             waiting_hashes, waiting_keys, waiting_locations = self._joined_waiting()
-            at = np.searchsorted(waiting_hashes, hashes, side="left")
-            pending = np.flatnonzero(at < len(waiting_hashes))
-            at = at[pending]
-            while len(pending):  # equal hashes walked in turn until the text matches
-                same_hash = waiting_hashes[at] == hashes[pending]
-                pending, at = pending[same_hash], at[same_hash]
-                if not len(pending):
-                    break
-                same_key = pc.equal(
-                    waiting_keys.take(pa.array(at)), keys.take(pa.array(pending))
-                ).to_numpy(zero_copy_only=False)
-                known[pending[same_key]] = True
-                location[pending[same_key]] = waiting_locations[at[same_key]]
-                pending, at = pending[~same_key], at[~same_key] + 1
-                inside = at < len(waiting_hashes)
-                pending, at = pending[inside], at[inside]
-        if not self.entries:
-            return known, location
+            look_in(
+                waiting_hashes,
+                lambda at, asked_keys: (
+                    pc.equal(waiting_keys.take(pa.array(at)), asked_keys).to_numpy(
+                        zero_copy_only=False
+                    ),
+                    waiting_locations[at],
+                ),
+            )
         for file in self._files.values():
             file.flush()
         for first, count in self._segments:
-            pending = np.flatnonzero(~known)
-            if not len(pending):
+            if known.all():
                 break
             # one segment's hashes mapped at a time: a search touches most of the pages it
             # maps, and a page stays in this process's memory only while it is mapped
             segment = np.memmap(
                 self.directory / "hashes", dtype=np.uint64, mode="r", offset=8 * first, shape=count
             )
-            at = np.searchsorted(segment, hashes[pending], side="left")
-            inside = at < count
-            pending, at = pending[inside], at[inside]
-            same_hash = segment[at] == hashes[pending]
-            pending, at = pending[same_hash], at[same_hash]
-            while len(pending):  # equal hashes (almost always none or one), walked in turn
-                entry = first + at
-                same_key, where = self._stored_at(entry, keys.take(pa.array(pending)))
-                known[pending[same_key]] = True
-                location[pending[same_key]] = where[same_key]
-                pending, at = pending[~same_key], at[~same_key] + 1
-                inside = at < count
-                pending, at = pending[inside], at[inside]
-                same_hash = segment[at] == hashes[pending]
-                pending, at = pending[same_hash], at[same_hash]
+            look_in(
+                segment, lambda at, asked_keys, first=first: self._stored_at(first + at, asked_keys)
+            )
             del segment
         return known, location
 
@@ -220,6 +202,36 @@ class _SpilledKeys:
     def close(self) -> None:
         if self._finalizer is not None:
             self._finalizer()
+
+
+# whether the stored keys at some positions equal the keys asked, and their locations
+_StoredAt = Callable[[np.ndarray, pa.Array], tuple[np.ndarray, np.ndarray]]
+
+
+def _equal_keys(
+    stored: np.ndarray, hashes: np.ndarray, keys: pa.Array, asked: np.ndarray, stored_at: _StoredAt
+) -> tuple[np.ndarray, np.ndarray]:
+    """Which of the ``asked`` positions (into ``hashes`` and ``keys``) have their key among
+    entries with ``stored`` hashes (ascending), and the locations stored with them. Equal
+    hashes (almost always none or one) are walked in turn until the key text matches."""
+    found: list[np.ndarray] = []
+    where: list[np.ndarray] = []
+    pending = asked
+    at = np.searchsorted(stored, hashes[pending], side="left")
+    while True:
+        inside = at < len(stored)
+        pending, at = pending[inside], at[inside]
+        same_hash = stored[at] == hashes[pending]
+        pending, at = pending[same_hash], at[same_hash]
+        if not len(pending):
+            break
+        same_key, location = stored_at(at, keys.take(pa.array(pending)))
+        found.append(pending[same_key])
+        where.append(location[same_key])
+        pending, at = pending[~same_key], at[~same_key] + 1
+    if not found:
+        return asked[:0], np.zeros(0, dtype=np.uint64)
+    return np.concatenate(found), np.concatenate(where).astype(np.uint64)
 
 
 def _ascending(values: np.ndarray) -> bool:
