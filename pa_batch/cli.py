@@ -10,6 +10,8 @@ Exit status: 0 committed; 1 failed, nothing committed (one line naming the file 
 from __future__ import annotations
 
 import codecs
+import contextlib
+import os
 import re
 import sys
 import traceback
@@ -228,6 +230,7 @@ def run(
     debug: Annotated[bool, typer.Option("--debug", help="Show a traceback on failure.")] = False,
 ) -> None:
     """Decide every baclofen powder line of INPUT...; write results, rejects and a summary."""
+    from pa_batch.engines import scheduler_address_problem
     from pa_batch.pipeline import RunOptions
     from pa_batch.pipeline import run as run_pipeline
     from pa_batch.runlog import RunLog
@@ -241,6 +244,8 @@ def run(
         )
     if scheduler and engine != Engine.dask:
         raise typer.BadParameter("needs --engine dask", param_hint="--scheduler")
+    if scheduler and (problem := scheduler_address_problem(scheduler)):
+        raise typer.BadParameter(problem, param_hint="--scheduler")
     run_id = run_id or new_run_id()
     log = RunLog(log_format.value, run_id=run_id)
     options = RunOptions(
@@ -278,11 +283,17 @@ def run(
         outcomes=report.counts.outcomes,
         reject_rate=report.reject_rate,
     )
+    status, code = "committed", EXIT_OK
     if report.over_reject_threshold:
         log.over_threshold(report.reject_rate, max_reject_rate)
-        log.finished("committed_over_threshold", EXIT_OVER_THRESHOLD)
-        raise typer.Exit(EXIT_OVER_THRESHOLD)
-    log.finished("committed", EXIT_OK)
+        status, code = "committed_over_threshold", EXIT_OVER_THRESHOLD
+    log.finished(status, code)
+    if log.out_error is not None:
+        _stderr_line(
+            f"pa-batch: warning: run {run_id} is committed to {out}, but standard output "
+            f"could not be written ({log.out_error})"
+        )
+    raise typer.Exit(code)
 
 
 @app.command("runs")
@@ -316,7 +327,7 @@ def diff_command(
     the history of --in DIR (or of the other argument, when it is an output directory).
     """
     from pa_batch.diff import diff_runs, read_results, transitions, write_diff
-    from pa_batch.history import resolve_run
+    from pa_batch.history import refuse_history_path, resolve_run
 
     def base_for(other: str) -> Path | None:
         if runs_in is not None:
@@ -325,6 +336,7 @@ def diff_command(
         return other_path if (other_path / ".pa-batch").is_dir() else None
 
     with _one_line_on_failure():
+        refuse_history_path(out)
         old_run = resolve_run(old, base_for(new))
         new_run = resolve_run(new, base_for(old))
         differences = diff_runs(read_results(old_run), read_results(new_run))
@@ -376,6 +388,9 @@ def _one_line_on_failure() -> Iterator[None]:
     except RunError as error:
         typer.echo(f"pa-batch: error: {error}", err=True)
         raise typer.Exit(EXIT_FAILED) from None
+    except Exception as error:  # a defect of ours: one line all the same; its text may quote data
+        typer.echo(f"pa-batch: error: internal error ({type(error).__name__})", err=True)
+        raise typer.Exit(EXIT_FAILED) from None
 
 
 def _check_encoding(encoding: str) -> None:
@@ -421,8 +436,32 @@ def _fail(
     raise typer.Exit(EXIT_FAILED)
 
 
+def _stderr_line(text: str) -> None:
+    with contextlib.suppress(OSError, ValueError):
+        sys.stderr.write(_one_line(text) + "\n")
+        sys.stderr.flush()
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
 def main() -> None:
-    app(prog_name="pa-batch")
+    try:
+        app(prog_name="pa-batch")
+    finally:
+        _quiet_broken_stdout()
+
+
+def _quiet_broken_stdout() -> None:
+    """If stdout is a closed pipe or a full device, Python's own flush at exit would print
+    a traceback-like "Exception ignored" line: flush now, and send what is left nowhere."""
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
 
 
 if __name__ == "__main__":  # pragma: no cover

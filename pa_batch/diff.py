@@ -7,9 +7,11 @@ decision, reasons or approval window differ, or when only one run decided it.
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -40,11 +42,25 @@ DIFF_SCHEMA = pa.schema(
 def read_results(run_dir: Path) -> pd.DataFrame:
     """A committed run's results, whichever format it wrote, typed for comparing."""
     frame = read_run_table(run_dir, "results", [*KEY, "service_date", *COMPARED])
-    frame["line_number"] = frame["line_number"].astype("int64")
-    for column in ("service_date", "approval_start", "approval_end"):
-        frame[column] = pd.to_datetime(frame[column]).astype("datetime64[s]")
+    try:
+        frame["line_number"] = frame["line_number"].astype("int64")
+        for column in ("service_date", "approval_start", "approval_end"):
+            frame[column] = _dates(frame[column])
+    except (ValueError, TypeError, OverflowError, KeyError):
+        raise RunError(
+            "damaged: results hold a value of the wrong type", file=str(run_dir)
+        ) from None
     frame["reasons"] = frame["reasons"].fillna("")
     return frame
+
+
+def _dates(values: pd.Series) -> pd.Series:
+    """Dates as datetime64[s] (years up to 9999, and past it in runs written before approval
+    windows stopped at 9999-12-31), from Parquet dates or CSV text."""
+    if pd.api.types.is_datetime64_any_dtype(values.dtype):
+        return values.astype("datetime64[s]")
+    days = np.array(values.to_numpy(dtype=object, na_value=None), dtype="datetime64[D]")
+    return pd.Series(days.astype("datetime64[s]"), index=values.index)
 
 
 def diff_runs(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
@@ -96,7 +112,7 @@ def transitions(differences: pd.DataFrame) -> Counter[tuple[str, str]]:
 
 
 def write_diff(differences: pd.DataFrame, path: Path) -> None:
-    from pa_batch.writers import TableWriter
+    from pa_batch.writers import FILE_MODE, TableWriter
 
     name = path.name.lower()
     if name.endswith(".parquet"):
@@ -110,6 +126,7 @@ def write_diff(differences: pd.DataFrame, path: Path) -> None:
         writer = TableWriter(temporary, DIFF_SCHEMA, fmt)
         writer.write(differences)
         writer.close()
+        os.chmod(temporary, FILE_MODE)  # it holds claim ids and dates, as the run's files do
         temporary.replace(path)
     except OSError as error:
         temporary.unlink(missing_ok=True)

@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import os
 import queue
+import re
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import CancelledError
 from contextlib import AbstractContextManager, ExitStack
 
 from pa_batch.batch import DecidedBatch, ScopedBatch, decide_batch, decide_scoped, scope_batch
@@ -35,7 +37,21 @@ LOCAL = "local"
 # batch has as many), and holds no more rejects than this while a group fills
 GROUP_LINES = 1 << 15
 DASK = "dask"
-ENGINES = (LOCAL, DASK)
+# A local cluster's dashboard on a port the system picks, on loopback only: a fixed port
+# (distributed's default 8787) is often taken by a notebook or another run, and distributed
+# then warns and moves; a user who wants the dashboard reads its address from the client.
+LOCAL_DASHBOARD = "127.0.0.1:0"
+# a scheduler this command line can reach: TCP, by host (a name, IPv4 or [IPv6]) and port.
+# tls:// needs certificates a command line does not carry; inproc:// lives in one process.
+_SCHEDULER_ADDRESS = re.compile(r"(?:tcp://)?(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):([0-9]{1,5})")
+
+
+def scheduler_address_problem(address: str) -> str | None:
+    """Why ``address`` is no scheduler address a run can use, or None if it is one."""
+    match = _SCHEDULER_ADDRESS.fullmatch(address)
+    if match is None or not 0 < int(match.group(1)) < 65536:
+        return "not a Dask scheduler address: expected tcp://HOST:PORT (or HOST:PORT)"
+    return None
 
 
 class LocalEngine(AbstractContextManager):
@@ -129,7 +145,15 @@ def read_ahead(items: Iterable, depth: int = 1) -> Iterator:
 
 
 class DaskEngine(AbstractContextManager):
-    """Decides batches on a Dask cluster; at most ``in_flight`` batches are out at once."""
+    """Decides batches on a Dask cluster; at most ``in_flight`` batches are out at once.
+
+    A batch whose worker dies is decided again (its future is retried by the scheduler); if
+    the workers holding the scattered reference data all die, the reference data is
+    scattered again and the batches in flight are resubmitted, up to ``RESUBMITS`` times.
+    A cluster with no worker left, or that keeps losing them, fails the run in one line.
+    """
+
+    RESUBMITS = 3
 
     def __init__(self, reference: ReferenceData, scheduler: str | None, in_flight: int = 0):
         try:
@@ -139,6 +163,7 @@ class DaskEngine(AbstractContextManager):
                 "the dask engine needs dask[distributed]: pip install 'pa-batch[dask]'"
             ) from None
         self._stack = ExitStack()
+        self._where = scheduler or "the local Dask cluster"
         try:
             if scheduler:
                 self.client = self._stack.enter_context(Client(scheduler, timeout="10s"))
@@ -149,7 +174,7 @@ class DaskEngine(AbstractContextManager):
                         n_workers=workers,
                         threads_per_worker=1,
                         processes=True,
-                        dashboard_address=None,
+                        dashboard_address=LOCAL_DASHBOARD,
                     )
                 )
                 self.client = self._stack.enter_context(Client(cluster))
@@ -158,13 +183,46 @@ class DaskEngine(AbstractContextManager):
             raise RunError(
                 f"cannot reach the Dask scheduler ({type(error).__name__})", file=scheduler
             ) from None
+        except ValueError:  # an address distributed cannot parse or does not serve
+            self._stack.close()
+            raise RunError("not a Dask scheduler address", file=scheduler) from None
         workers = max(1, len(self.client.scheduler_info().get("workers", {})))
         self.in_flight = in_flight or 2 * workers
-        # one copy of the reference data on every worker, not one per batch
-        self._reference = self.client.scatter(reference, broadcast=True)
+        self.reference = reference
+        self._scatter()
+
+    def _scatter(self) -> None:
+        """One copy of the reference data on every worker, not one per batch."""
+        if not self.client.scheduler_info().get("workers"):
+            raise RunError("the Dask cluster has no worker left", file=self._where)
+        self._reference = self.client.scatter(self.reference, broadcast=True)
 
     def __exit__(self, *exc) -> None:
         self._stack.close()
+
+    def _submit(self, batch: Batch, source_file: str):
+        return self.client.submit(
+            decide_batch, batch, source_file, self._reference, pure=False, retries=2
+        )
+
+    def _result(self, batch: Batch, future, source_file: str) -> DecidedBatch:
+        """The decided batch; resubmitted (reference data scattered again) if the cluster
+        lost what it needed."""
+        from dask.distributed import KilledWorker
+
+        for attempt in range(self.RESUBMITS + 1):
+            try:
+                return future.result()
+            except (CancelledError, KilledWorker) as error:  # a lost future, or its data
+                if attempt == self.RESUBMITS:
+                    raise RunError(
+                        f"the Dask cluster kept losing workers ({type(error).__name__}); "
+                        "nothing committed",
+                        file=self._where,
+                    ) from None
+                self._scatter()
+                future = self._submit(batch, source_file)
+        raise AssertionError("unreachable")
 
     def decide(
         self, batches: Iterable[Batch], source_file: str, on_read: OnRead = None
@@ -173,13 +231,11 @@ class DaskEngine(AbstractContextManager):
         for batch in batches:
             if on_read:
                 on_read(batch.rows_read)
-            pending.append(
-                self.client.submit(decide_batch, batch, source_file, self._reference, pure=False)
-            )
+            pending.append((batch, self._submit(batch, source_file)))
             while len(pending) >= self.in_flight:
-                yield pending.popleft().result()
+                yield self._result(*pending.popleft(), source_file)
         while pending:
-            yield pending.popleft().result()
+            yield self._result(*pending.popleft(), source_file)
 
 
 def open_engine(

@@ -8,16 +8,15 @@ files, and never re-decides.
 
 from __future__ import annotations
 
-import csv
-import io
-import json
+import hashlib
 from pathlib import Path
 
 import pandas as pd
 
 from pa_batch.errors import RunError
-from pa_batch.history import read_run_table
+from pa_batch.history import read_run_table, read_summary, reading_run
 from pa_batch.policy import PolicyDefinition, load_policy
+from pa_batch.reference import POLICY_ORIGIN, read_reference_rows
 from pa_batch.rules import ADVISORIES, CRITERIA
 
 # the line's columns as the claim gave them (trimmed); line_number, dates and the NDC are
@@ -30,9 +29,28 @@ INPUT_AS_GIVEN = (
 
 def explain(run_dir: Path, claim_id: str, line: int | None = None) -> dict:
     """Every line of ``claim_id`` in the run (or only line ``line``), explained."""
-    results = read_run_table(run_dir, "results")
-    rejects = read_run_table(run_dir, "rejects")
-    summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    with reading_run(run_dir):
+        summary = read_summary(run_dir)
+        results = read_run_table(run_dir, "results")
+        rejects = read_run_table(run_dir, "rejects")
+        try:
+            return _explain(run_dir, summary, results, rejects, claim_id, line)
+        except (KeyError, TypeError, ValueError, IndexError, StopIteration):
+            # a run directory edited by hand (a column dropped, a row of the wrong type)
+            raise RunError(
+                "damaged: the run's files do not agree with what pa-batch writes",
+                file=str(run_dir),
+            ) from None
+
+
+def _explain(
+    run_dir: Path,
+    summary: dict,
+    results: pd.DataFrame,
+    rejects: pd.DataFrame,
+    claim_id: str,
+    line: int | None,
+) -> dict:
     decided = results[results["claim_id"].astype("str") == claim_id]
     rejected = rejects[rejects["claim_id"].astype("str") == claim_id]
     if line is not None:
@@ -42,13 +60,16 @@ def explain(run_dir: Path, claim_id: str, line: int | None = None) -> dict:
         where = "that claim and line" if line is not None else "that claim"
         raise RunError(f"no line of {where} in the run", file=str(run_dir))
     policy = load_policy(run_dir / "policy.toml")
-    references = _ReferenceRows(run_dir, policy)
+    references = _ReferenceRows(run_dir, policy, summary)
     lines = [_decided_line(row, policy, references) for row in decided.to_dict("records")]
-    for source_row, errors in rejected.groupby("source_row", sort=True):
+    # a record is a (file, record number): two files may each have a record 1
+    for (_, source_row), errors in rejected.groupby(
+        ["source_file", "source_row"], sort=True, dropna=False
+    ):
         lines.append(_rejected_line(int(source_row), errors))
     lines.sort(key=lambda entry: (entry["source"]["file"], entry["source"]["row"]))
     return {
-        "run": {"id": summary["run"]["id"], "directory": str(run_dir)},
+        "run": {"id": str(summary["run"].get("id", run_dir.name)), "directory": str(run_dir)},
         "claim_id": claim_id,
         "lines": lines,
     }
@@ -59,24 +80,64 @@ def _whole_number(values: pd.Series) -> pd.Series:
 
 
 class _ReferenceRows:
-    """The data rows of the reference files the run kept, for quoting a matched row."""
+    """The data rows of the reference data the run was decided under, for quoting a matched
+    row: the run's own copy of a reference file (checked against the SHA-256 its summary
+    recorded, and read the way the loader reads it), or the policy definition's own list
+    when the run took the list from there. Never another table."""
 
-    def __init__(self, run_dir: Path, policy: PolicyDefinition):
+    def __init__(self, run_dir: Path, policy: PolicyDefinition, summary: dict):
         self.run_dir = run_dir
         self.policy = policy
+        recorded = summary.get("reference")
+        self.sources = {
+            entry["name"]: entry
+            for entry in (recorded if isinstance(recorded, list) else [])
+            if isinstance(entry, dict) and "name" in entry
+        }
+        self._frames: dict[str, pd.DataFrame | str] = {}
 
     def row(self, name: str, number: int, version: int) -> dict:
+        source = self.sources.get(name, {})
+        if source.get("origin") == POLICY_ORIGIN:
+            return self._policy_row(number, version)
+        frame = self._frame(name, source)
+        if isinstance(frame, str):  # why the row cannot be quoted
+            return {"file": name, "row": number, "content": None, "unavailable": frame}
+        if not 1 <= number <= len(frame):
+            problem = f"the run's copy of {name} has no data row {number}"
+            return {"file": name, "row": number, "content": None, "unavailable": problem}
+        content = {k: v if isinstance(v, str) else "" for k, v in frame.iloc[number - 1].items()}
+        return {"file": name, "row": number, "content": content}
+
+    def _frame(self, name: str, source: dict) -> pd.DataFrame | str:
+        if name not in self._frames:
+            self._frames[name] = self._read(name, source)
+        return self._frames[name]
+
+    def _read(self, name: str, source: dict) -> pd.DataFrame | str:
         kept = self.run_dir / f"reference.{name}"
-        if kept.exists():
-            rows = list(csv.DictReader(io.StringIO(kept.read_text(encoding="utf-8-sig"))))
-            return {"file": name, "row": number, "content": dict(rows[number - 1])}
+        try:
+            payload = kept.read_bytes()
+        except FileNotFoundError:
+            return f"the run's copy of {name} is missing: its row cannot be quoted"
+        if source.get("sha256") and hashlib.sha256(payload).hexdigest() != source["sha256"]:
+            return (
+                f"the run's copy of {name} was changed since the run (its SHA-256 differs "
+                "from summary.json): its row cannot be quoted"
+            )
+        try:
+            return read_reference_rows(payload, name)
+        except RunError:
+            return f"the run's copy of {name} is not readable: its row cannot be quoted"
+
+    def _policy_row(self, number: int, version: int) -> dict:
         listed = self.policy.versions[version].commercial_strengths[number - 1]
         return {
             "file": f"policy.toml, version {self.policy.versions[version].version}",
             "row": number,
             "content": {
                 "route": listed.route,
-                "strength": f"{listed.strength:g}",
+                "strength": number_text(listed.strength),
                 "strength_unit": listed.strength_unit,
             },
         }
@@ -86,8 +147,14 @@ def _text(value) -> str | None:
     if value is None or (not isinstance(value, str) and pd.isna(value)):
         return None
     if hasattr(value, "isoformat"):
-        return value.isoformat()[:10]
+        return value.isoformat().split("T")[0]
     return str(value)
+
+
+def number_text(value: float) -> str:
+    """A number exactly as the rule compared it: 20, 2.5, 20.000001 (never rounded)."""
+    value = float(value)
+    return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
 
 
 def _decided_line(row: dict, policy: PolicyDefinition, references: _ReferenceRows) -> dict:
@@ -99,7 +166,7 @@ def _decided_line(row: dict, policy: PolicyDefinition, references: _ReferenceRow
     advisories = [code for code in (_text(row["advisories"]) or "").split("|") if code]
     strength = _text(row["normalized_strength"])
     unit = _text(row["normalized_unit"])
-    observed_strength = f"{float(strength):g} {unit}" if strength and unit else None
+    observed_strength = f"{number_text(float(strength))} {unit}" if strength and unit else None
     commercial = shortage = None
     if _text(row["commercial_strength_row"]):
         commercial = references.row(
@@ -129,12 +196,12 @@ def _decided_line(row: dict, policy: PolicyDefinition, references: _ReferenceRow
         ),
         "ORAL_DOSE_EXCEEDS_LIMIT": (
             observed_strength,
-            f"at most {version.oral_max_mg_per_unit:g} mg per unit "
+            f"at most {number_text(version.oral_max_mg_per_unit)} mg per unit "
             f"(policy version {version.version})",
         ),
         "INTRATHECAL_CONCENTRATION_EXCEEDS_LIMIT": (
             observed_strength,
-            f"at most {version.intrathecal_max_mg_per_ml:g} mg/mL "
+            f"at most {number_text(version.intrathecal_max_mg_per_ml)} mg/mL "
             f"(policy version {version.version})",
         ),
         "COMMERCIALLY_AVAILABLE": (
@@ -208,9 +275,16 @@ def _availability(commercial: dict | None, shortage: dict | None) -> str:
     if commercial is None:
         return "not in the commercial list on the service date: may be compounded"
     listed = f"listed as commercially available by {commercial['file']} row {commercial['row']}"
+    if commercial.get("unavailable"):
+        listed += f" ({commercial['unavailable']})"
     if shortage is None:
         return listed + ", and no shortage of it is active on the service date"
     window = shortage["content"]
+    if window is None:
+        return (
+            f"{listed}, but in shortage on the service date by {shortage['file']} row "
+            f"{shortage['row']} ({shortage['unavailable']})"
+        )
     return (
         f"{listed}, but in shortage on the service date by {shortage['file']} row "
         f"{shortage['row']} ({window.get('start_date') or 'open'} to "

@@ -307,6 +307,7 @@ def add_calendar_months_minus_one_day(start: pd.Series, months: int | np.ndarray
     """``start`` plus ``months`` calendar months (day clipped to the month's end), less a day.
 
     This is the policy's approval window: 2024-05-01 -> 2025-04-30, 2024-02-29 -> 2025-02-27.
+    A window that would end after 9999-12-31 ends on 9999-12-31.
     """
     present = start.notna().to_numpy()
     months = np.broadcast_to(np.asarray(months, dtype=np.int64), present.shape)[present]
@@ -329,7 +330,12 @@ def _months_later_less_a_day(days: np.ndarray, months: np.ndarray) -> np.ndarray
         "datetime64[D]"
     )
     clipped = np.minimum(day_offset, target_length - np.timedelta64(1, "D"))
-    return target_month.astype("datetime64[D]") + clipped - np.timedelta64(1, "D")
+    end = target_month.astype("datetime64[D]") + clipped - np.timedelta64(1, "D")
+    # a window running past the last date the contract writes (YYYY-MM-DD) ends on it
+    return np.minimum(end, LAST_DATE)
+
+
+LAST_DATE = np.datetime64("9999-12-31", "D")
 
 
 def age_in_years(birth: pd.Series, on: pd.Series) -> pd.Series:

@@ -11,7 +11,7 @@ import hashlib
 import re
 import tomllib
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any, Final
@@ -32,17 +32,24 @@ REJECTED: Final = "rejected"
 OUTCOMES: Final = (APPROVED, DENIED, INVESTIGATIONAL, OUT_OF_SCOPE, REJECTED)
 
 _PREFIX = re.compile(r"[A-Z][0-9][0-9A-Z]{0,5}")
+TOP_LEVEL_KEYS: Final = ("policy_id", "title", "versions")
+# The sane range of every number a definition holds: a limit, a window or an age outside it
+# is a typing error (an extra digit), never a policy.
+MAX_LIMIT: Final = 100_000  # mg per unit, mg/mL, and a listed commercial strength
+MAX_APPROVAL_MONTHS: Final = 120
+MAX_AGE: Final = 130
 VERSION_KEYS: Final = {
-    "version": "text",
-    "effective_from": "date (optional)",
-    "effective_to": "date (optional)",
-    "oral_max_mg_per_unit": "number > 0",
-    "intrathecal_max_mg_per_ml": "number > 0",
-    "approval_months": "whole number >= 1",
-    "oral_pediatric_age": "whole number >= 0",
-    "intrathecal_pediatric_age": "whole number >= 0",
+    "version": "text, unique among the versions",
+    "effective_from": "date YYYY-MM-DD (optional)",
+    "effective_to": "date YYYY-MM-DD (optional)",
+    "oral_max_mg_per_unit": f"number > 0, at most {MAX_LIMIT:,}",
+    "intrathecal_max_mg_per_ml": f"number > 0, at most {MAX_LIMIT:,}",
+    "approval_months": f"whole number from 1 to {MAX_APPROVAL_MONTHS}",
+    "oral_pediatric_age": f"whole number from 0 to {MAX_AGE}",
+    "intrathecal_pediatric_age": f"whole number from 0 to {MAX_AGE}",
     "spasticity_prefixes": "list of ICD-10-CM code prefixes",
-    "commercial_strengths": "list of {route, strength, strength_unit}",
+    "commercial_strengths": f"list of {{route, strength, strength_unit}}, strength > 0, "
+    f"at most {MAX_LIMIT:,}",
 }
 
 
@@ -104,7 +111,7 @@ def load_policy(path: Path | None = None) -> PolicyDefinition:
         label = origin = str(path)
     try:
         text = payload.decode("utf-8")
-        data = tomllib.loads(text)
+        data = tomllib.loads(text.removeprefix("\ufeff"))  # a byte-order mark is no content
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
         where = f" ({error.args[0]})" if isinstance(error, tomllib.TOMLDecodeError) else ""
         raise RunError(f"not a valid UTF-8 TOML file{where}", file=label) from None
@@ -130,12 +137,26 @@ def _text(table: dict, key: str, label: str, where: str = "") -> str:
 
 
 def _versions(data: dict, label: str) -> tuple[PolicyVersion, ...]:
+    unknown = sorted(set(data) - set(TOP_LEVEL_KEYS))
+    if unknown:
+        raise _fail(
+            label,
+            unknown[0],
+            "not a top-level policy key; expected "
+            + ", ".join(TOP_LEVEL_KEYS)
+            + " (version keys belong in a [[versions]] table)",
+        )
     if data.get("policy_id") != POLICY_ID:
         raise _fail(label, "policy_id", f"must be '{POLICY_ID}'")
     tables = data.get("versions")
     if not isinstance(tables, list) or not tables:
         raise _fail(label, "versions", "at least one [[versions]] table is needed")
     versions = tuple(_version(table, label, f"versions[{i}].") for i, table in enumerate(tables))
+    names = [v.version for v in versions]
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            # results name the version that decided a line: two of one name are one too many
+            raise _fail(label, f"versions[{i}].version", f"'{name}' names an earlier version too")
     _check_no_overlap(versions, label)
     return versions
 
@@ -157,9 +178,13 @@ def _version(table: Any, label: str, where: str) -> PolicyVersion:
         effective_to=end,
         oral_max_mg_per_unit=_number(table, "oral_max_mg_per_unit", label, where),
         intrathecal_max_mg_per_ml=_number(table, "intrathecal_max_mg_per_ml", label, where),
-        approval_months=_whole(table, "approval_months", label, where, least=1),
-        oral_pediatric_age=_whole(table, "oral_pediatric_age", label, where, least=0),
-        intrathecal_pediatric_age=_whole(table, "intrathecal_pediatric_age", label, where, least=0),
+        approval_months=_whole(
+            table, "approval_months", label, where, least=1, most=MAX_APPROVAL_MONTHS
+        ),
+        oral_pediatric_age=_whole(table, "oral_pediatric_age", label, where, least=0, most=MAX_AGE),
+        intrathecal_pediatric_age=_whole(
+            table, "intrathecal_pediatric_age", label, where, least=0, most=MAX_AGE
+        ),
         spasticity_prefixes=_prefixes(table, label, where),
         commercial_strengths=_strengths(table, label, where),
     )
@@ -169,7 +194,7 @@ def _date(table: dict, key: str, label: str, where: str) -> date | None:
     value = table.get(key)
     if value is None:
         return None
-    if isinstance(value, date):
+    if isinstance(value, date) and not isinstance(value, datetime):  # a date, not a time
         return value
     if isinstance(value, str):
         try:
@@ -179,17 +204,23 @@ def _date(table: dict, key: str, label: str, where: str) -> date | None:
     raise _fail(label, where + key, "must be a date, YYYY-MM-DD")
 
 
+def _is_limit(value: Any) -> bool:
+    """A number > 0 and at most MAX_LIMIT (compared before any conversion: an integer too
+    large for a float is refused, not an OverflowError)."""
+    return not isinstance(value, bool) and isinstance(value, int | float) and 0 < value <= MAX_LIMIT
+
+
 def _number(table: dict, key: str, label: str, where: str) -> float:
     value = table.get(key)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise _fail(label, where + key, "missing, or not a number > 0")
+    if not _is_limit(value):
+        raise _fail(label, where + key, f"missing, or not a number > 0 and at most {MAX_LIMIT:,}")
     return float(value)
 
 
-def _whole(table: dict, key: str, label: str, where: str, *, least: int) -> int:
+def _whole(table: dict, key: str, label: str, where: str, *, least: int, most: int) -> int:
     value = table.get(key)
-    if isinstance(value, bool) or not isinstance(value, int) or value < least:
-        raise _fail(label, where + key, f"missing, or not a whole number >= {least}")
+    if isinstance(value, bool) or not isinstance(value, int) or not least <= value <= most:
+        raise _fail(label, where + key, f"missing, or not a whole number from {least} to {most}")
     return value
 
 
@@ -222,10 +253,8 @@ def _strengths(table: dict, label: str, where: str) -> tuple[CommercialStrength,
         route = normalize.ROUTE_SYNONYMS.get(str(value["route"]).strip().lower())
         if route not in ("oral", "intrathecal"):
             raise _fail(label, entry + ".route", "must be oral or intrathecal")
-        if isinstance(value["strength"], bool) or not isinstance(value["strength"], int | float):
-            raise _fail(label, entry + ".strength", "must be a number > 0")
-        if not value["strength"] > 0:
-            raise _fail(label, entry + ".strength", "must be a number > 0")
+        if not _is_limit(value["strength"]):
+            raise _fail(label, entry + ".strength", f"must be a number > 0, at most {MAX_LIMIT:,}")
         unit = normalize.unit_key(pd.Series([str(value["strength_unit"])], dtype="str"))[0]
         if unit not in normalize.STRENGTH_UNITS:
             raise _fail(label, entry + ".strength_unit", "not a known unit")

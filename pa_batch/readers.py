@@ -19,7 +19,7 @@ import hashlib
 import io
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,24 +87,35 @@ def expand_inputs(arguments: list[Path]) -> list[Path]:
     files: list[Path] = []
     for argument in arguments:
         if argument.is_dir():
-            found = sorted(
-                entry
-                for entry in argument.iterdir()
-                if entry.is_file() and entry.name.lower().endswith(INPUT_SUFFIXES)
+            found = _extracts_among(
+                entry for entry in argument.iterdir() if entry.name.lower().endswith(INPUT_SUFFIXES)
             )
             if not found:
                 raise RunError(
                     "directory holds no .csv, .csv.gz or .parquet file", file=str(argument)
                 )
         elif _GLOB_CHARACTERS.search(str(argument)) and not argument.exists():
-            found = sorted(Path(match) for match in glob.glob(str(argument)))
-            found = [path for path in found if path.is_file()]
+            found = _extracts_among(Path(match) for match in glob.glob(str(argument)))
             if not found:
                 raise RunError("pattern matches no file", file=str(argument))
         else:
             found = [argument]
         files.extend(found)
     return files
+
+
+def _extracts_among(entries: Iterable[Path]) -> list[Path]:
+    """The files among ``entries``, in name order. A subdirectory is passed over; an entry
+    that is neither (a broken symbolic link, a link loop) fails, naming it: an extract that
+    cannot be read is never silently left out of a run."""
+    found = []
+    for entry in sorted(entries):
+        if entry.is_file():
+            found.append(entry)
+        elif not entry.is_dir():
+            problem = "a symbolic link to no file" if entry.is_symlink() else "not a readable file"
+            raise RunError(f"{problem}, not an extract", file=str(entry))
+    return found
 
 
 def input_file(path: Path) -> InputFile:

@@ -91,6 +91,7 @@ class ReferenceData:
 
 
 ANY_VERSION = -1
+POLICY_ORIGIN = "policy definition"  # a list taken from the policy, not from a file
 _FROM_POLICY = {COMMERCIAL_STRENGTHS, SPASTICITY_CODES}  # defaults live in the policy
 
 
@@ -117,7 +118,7 @@ def load_reference(
                 )
                 for v in policy.versions
             )
-            sources.append(ReferenceSource(name, "policy definition", policy.sha256, rows))
+            sources.append(ReferenceSource(name, POLICY_ORIGIN, policy.sha256, rows))
             continue
         if override is not None and override.exists():
             origin = str(override)
@@ -230,6 +231,17 @@ def _read_reference_csv(payload: bytes, label: str, name: str) -> pd.DataFrame:
         if column not in optional:
             _fail_on_first(frame[column].isna(), label, column, "missing value")
     return frame
+
+
+def read_reference_rows(payload: bytes, name: str) -> pd.DataFrame:
+    """A reference file's data rows as the loader reads them (header names in any case, old
+    names mapped, cells trimmed), in the columns the file has: row N of a run's reference row
+    columns is ``iloc[N - 1]``."""
+    frame = _read_reference_csv(payload, name, name)
+    rows = csv.reader(io.StringIO(payload.decode("utf-8-sig"), newline=""))
+    first = next((row for row in rows if row), [])
+    given = {_OLD_NAMES.get(name, {}).get(c.strip().lower(), c.strip().lower()) for c in first}
+    return frame[[column for column in frame.columns if column in given]]
 
 
 def _fail_on_first(bad: pd.Series, label: str, column: str, problem: str) -> None:

@@ -42,6 +42,9 @@ class RunLog:
         self.run_id = run_id  # on every JSON line, from the first
         self._out = out or sys.stdout
         self._err = err or sys.stderr
+        # why stdout could not be written (a closed pipe, a full device), once it could not:
+        # the run goes on, and ends as it would have; the CLI says so on stderr
+        self.out_error: str | None = None
         # progress is for someone watching a terminal: a bar per input, records read so far,
         # elapsed time and rate; a captured log gets the outcome table or the one error line
         self._bar: Progress | None = None
@@ -102,10 +105,9 @@ class RunLog:
                 },
             )
             return
-        self._out.write(f"pa-batch: committed {rows_read:,} records to {out}\n")
-        for name in OUTCOMES:
-            self._out.write(f"  {name:<16}{outcomes[name]:>12,}\n")
-        self._out.flush()
+        table = [f"pa-batch: committed {rows_read:,} records to {out}\n"]
+        table += [f"  {name:<16}{outcomes[name]:>12,}\n" for name in OUTCOMES]
+        self._write_out("".join(table))
 
     def over_threshold(self, reject_rate: float, limit: float) -> None:
         self._stop_bar()
@@ -151,8 +153,18 @@ class RunLog:
     def _json(self, event: str, fields: dict, level: str = "info") -> None:
         stamp = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         line = {"ts": stamp, "level": level, "event": event, "run_id": self.run_id, **fields}
-        self._out.write(json.dumps(line, ensure_ascii=False) + "\n")
-        self._out.flush()
+        self._write_out(json.dumps(line, ensure_ascii=False) + "\n")
+
+    def _write_out(self, text: str) -> None:
+        """Write to stdout unless it has failed; a failure is kept, never raised: what the
+        run does must not depend on whether anyone still reads its log."""
+        if self.out_error is not None:
+            return
+        try:
+            self._out.write(text)
+            self._out.flush()
+        except (OSError, ValueError) as error:  # ValueError: the stream was closed
+            self.out_error = getattr(error, "strerror", None) or type(error).__name__
 
 
 def _one_line(text: str) -> str:

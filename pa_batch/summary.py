@@ -6,6 +6,7 @@ Counts, codes, file paths and checksums only: no member-level data ever goes in 
 from __future__ import annotations
 
 import platform
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -147,9 +148,10 @@ def summary_json(report: RunReport) -> dict:
 def summary_markdown(report: RunReport) -> str:
     counts = report.counts
     lines = [
-        f"# pa_batch run — {report.policy.title}",
+        f"# pa_batch run — {md_text(report.policy.title)}",
         "",
-        f"Policy `{report.policy.policy_id}` version `{report.policy.versions_label}` "
+        f"Policy {md_code(report.policy.policy_id)} version "
+        f"{md_code(report.policy.versions_label)} "
         f"(definition SHA-256 `{report.policy.sha256}`); pa_batch {__version__}; "
         f"started {report.started_at}, {report.seconds:.1f} s.",
         "",
@@ -198,23 +200,43 @@ def summary_markdown(report: RunReport) -> str:
         "| rejected | SHA-256 |",
         "|---|---|---:|---:|---:|---:|---:|---:|---|",
         *[
-            f"| `{i.path}` | {i.format} | {i.rows:,} | "
+            f"| {md_code(i.path)} | {i.format} | {i.rows:,} | "
             + " | ".join(f"{i.outcomes[o]:,}" for o in OUTCOMES)
             + f" | `{i.sha256}` |"
             for i in report.inputs
         ],
         "",
-        *[f"**Notice:** {notice}" for notice in report.notices],
+        *[f"**Notice:** {md_text(notice)}" for notice in report.notices],
         *([""] if report.notices else []),
         *_ignored_columns_lines(report.inputs),
         "## Reference data",
         "",
         "| file | source | rows | SHA-256 |",
         "|---|---|---:|---|",
-        *[f"| {r.name} | `{r.origin}` | {r.rows:,} | `{r.sha256}` |" for r in report.reference],
+        *[
+            f"| {r.name} | {md_code(r.origin)} | {r.rows:,} | `{r.sha256}` |"
+            for r in report.reference
+        ],
         "",
     ]
     return "\n".join(lines)
+
+
+def md_code(text: str) -> str:
+    """``text`` as a Markdown code span that nothing in it can break out of: a fence longer
+    than any run of backticks inside, line breaks folded, and the table's | escaped (GFM
+    reads a | inside a code span in a table cell as a cell border)."""
+    text = " ".join(str(text).splitlines()).replace("|", "\\|")
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") or not text.strip() else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def md_text(text: str) -> str:
+    """``text`` as plain Markdown text: every ASCII punctuation mark escaped, so no markup or
+    HTML in a file name or a policy title is read as such; line breaks folded."""
+    return re.sub(r"([!-/:-@\[-`{-~])", r"\\\1", " ".join(str(text).splitlines()))
 
 
 def _ignored_columns_lines(inputs: list[InputRecord]) -> list[str]:
@@ -226,7 +248,7 @@ def _ignored_columns_lines(inputs: list[InputRecord]) -> list[str]:
         "Columns ignored (not in the contract; a misspelt contract column would show here):",
         "",
         *[
-            f"- `{i.path}`: " + ", ".join(f"`{name}`" for name in i.ignored_columns)
+            f"- {md_code(i.path)}: " + ", ".join(md_code(name) for name in i.ignored_columns)
             for i in ignored
         ],
         "",

@@ -45,13 +45,23 @@ DEFAULT_KEEP_RUNS = 30
 KEEP_FAILURES = 30
 FILE_MODE = 0o640  # never world-readable: these files hold PHI
 DIR_MODE = 0o750
-_SPREADSHEET_TRIGGER = r"^[=+\-@\t\r\n]"
+# a leading ' is guarded too, so the guard is reversible: reading strips one ' before any of
+# these (history.read_run_table), and '=x and =x never read back as the same cell
+_SPREADSHEET_TRIGGER = r"^[=+\-@\t\r\n']"
 # a plain number (-30, -0.5, +1e3) is no formula: it keeps its sign
 _PLAIN_NUMBER = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"
 # Parquet row groups have a fixed size, so the bytes written never depend on --batch-rows;
 # half a default batch, so the writer never holds more than one batch of results waiting
 PARQUET_ROW_GROUP_ROWS = 1 << 16
 _TEMPORARY_LINK_SUFFIX = ".pa-batch-tmp"
+# every name an output directory may publish, in either format
+PUBLISHED_NAMES = (
+    *(f"{table}.{fmt}" for table in ("results", "rejects") for fmt in (PARQUET, CSV)),
+    "summary.json",
+    "summary.md",
+    "summary.html",
+)
+RETIRED_PREFIX = "retired-"  # a run being removed by --keep-runs: out of runs/ first
 
 
 def to_arrow(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
@@ -74,7 +84,8 @@ def to_arrow(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
 
 def neutralize_for_spreadsheets(table: pa.Table) -> pa.Table:
     """OWASP CSV-injection defence: a text cell starting with = + - @ tab CR LF gets a ' prefix,
-    unless it is a plain number, which a spreadsheet reads as that number."""
+    unless it is a plain number, which a spreadsheet reads as that number. A cell that starts
+    with ' gets one too, so that reading back strips exactly the prefixes written."""
     columns = []
     for column in table.columns:
         if pa.types.is_string(column.type):
@@ -220,6 +231,14 @@ class OutputDirectory:
             raise RunError(
                 "another pa-batch run is writing to this output directory", file=str(self.out_dir)
             ) from None
+        try:
+            # first: a run directory a killed commit left uncommitted must not block its id
+            self._remove_leftovers()
+        except OSError as error:
+            self.close()
+            raise RunError(
+                f"output directory is not writable ({error.strerror})", file=str(self.control)
+            ) from None
         if (self.control / "runs" / self.run_id).exists():
             self.close()
             raise RunError(
@@ -227,7 +246,6 @@ class OutputDirectory:
                 file=str(self.out_dir),
             )
         try:
-            self._remove_leftovers()
             self.staging.mkdir(mode=DIR_MODE)
         except OSError as error:
             self.close()
@@ -320,7 +338,7 @@ class OutputDirectory:
             for entry in directory.glob(f".*{_TEMPORARY_LINK_SUFFIX}"):
                 if entry.is_symlink():
                     entry.unlink()
-        for pattern in ("staging-*", "scratch-*"):
+        for pattern in ("staging-*", "scratch-*", f"{RETIRED_PREFIX}*"):
             for entry in self.control.glob(pattern):
                 shutil.rmtree(entry, ignore_errors=True)
         runs = self.control / "runs"
@@ -332,11 +350,18 @@ class OutputDirectory:
                     shutil.rmtree(entry, ignore_errors=True)
 
     def _retire_old_runs(self) -> None:
-        """Keep the newest ``keep_runs`` committed runs (the current one always)."""
+        """Keep the newest ``keep_runs`` committed runs (the current one always).
+
+        A retired run leaves ``runs/`` in one rename before its files are removed: a kill
+        while removing them leaves debris outside the history (the next run clears it),
+        never a half-deleted run that still looks committed.
+        """
         committed = committed_runs(self.control)
         for entry in committed[self.keep_runs :]:
             if entry.name != self.run_id:
-                shutil.rmtree(entry)
+                retired = self.control / f"{RETIRED_PREFIX}{entry.name}"
+                os.rename(entry, retired)
+                shutil.rmtree(retired)
 
     def _unlink_stale_names(self, names: list[str]) -> None:
         """Links to files the current run does not have (e.g. results.csv after a Parquet run)."""
@@ -349,14 +374,33 @@ class OutputDirectory:
 
 
 def committed_runs(control: Path) -> list[Path]:
-    """The committed run directories under ``control``, newest first."""
+    """The committed run directories under ``control``, newest first.
+
+    Committed means marked, or current: a commit killed between the swap of ``current`` and
+    its mark has made its run the one DIR serves (the next run marks it).
+    """
     runs = control / "runs"
     if not runs.is_dir():
         return []
-    marked = [entry for entry in runs.iterdir() if (entry / COMMITTED_MARK).exists()]
-    return sorted(
-        marked, key=lambda entry: (entry / COMMITTED_MARK).stat().st_mtime_ns, reverse=True
-    )
+    current = current_run_name(control)
+    newest = float("inf")  # current but not yet marked: the last committed
+
+    def committed_at(entry: Path) -> float:
+        try:
+            return (entry / COMMITTED_MARK).stat().st_mtime_ns
+        except FileNotFoundError:
+            return newest if entry.name == current else -1
+
+    stamped = [(committed_at(entry), entry) for entry in runs.iterdir()]
+    return [entry for at, entry in sorted(stamped, key=lambda p: p[0], reverse=True) if at >= 0]
+
+
+def current_run_name(control: Path) -> str | None:
+    """The id of the run ``control/current`` points to, or None."""
+    try:
+        return Path(os.readlink(control / "current")).name
+    except OSError:
+        return None
 
 
 def _mark_committed(run_dir: Path) -> None:

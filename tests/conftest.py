@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers import HEADER, Run
+from helpers import HEADER, Run, held_port
 from typer.testing import CliRunner
 
 from pa_batch.cli import app
@@ -23,9 +23,14 @@ def dask_scheduler():
     """A real Dask cluster of two worker processes, for the whole session."""
     from dask.distributed import LocalCluster
 
-    with LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-    ) as cluster:
+    from pa_batch.engines import LOCAL_DASHBOARD
+
+    with (
+        held_port(8787),
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=LOCAL_DASHBOARD
+        ) as cluster,
+    ):
         yield cluster.scheduler_address
 
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -82,3 +85,19 @@ def run_lines(folder: Path, lines: list[dict[str, str]], *args: str) -> Path:
     result = CliRunner().invoke(app, ["run", str(extract), "--out", str(out), *args])
     assert result.exit_code == 0, result.output
     return out
+
+
+@contextmanager
+def held_port(port: int) -> Iterator[None]:
+    """Keep TCP ``port`` taken (a listening socket on every interface) for the duration, as a
+    notebook's Dask dashboard on 8787 would. Already taken by another process: just as good."""
+    holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        try:
+            holder.bind(("", port))
+            holder.listen()
+        except OSError:
+            pass  # someone else holds it: the condition under test holds anyway
+        yield
+    finally:
+        holder.close()

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from helpers import HEADER
 from typer.testing import CliRunner
@@ -202,8 +203,10 @@ def _assert_no_debris(out: Path) -> None:
         assert (run_dir / "summary.json").exists(), run_dir.name
 
 
-def _killed_at_commit_step(step: int, extract: Path, out: Path) -> subprocess.CompletedProcess:
-    arguments = ["run", str(extract), "--out", str(out), "--format", "csv"]
+def _killed_at_commit_step(
+    step: int, extract: Path, out: Path, *extra: str
+) -> subprocess.CompletedProcess:
+    arguments = ["run", str(extract), "--out", str(out), "--format", "csv", *extra]
     return subprocess.run(
         [sys.executable, "-c", KILL_AT_COMMIT_STEP, str(step), *arguments],
         capture_output=True, text=True, cwd=out.parent,
@@ -231,23 +234,78 @@ def test_sigkill_at_every_step_of_the_commit(runs, tmp_path):
     total = int(counted.stderr.split("commit steps: ")[1].split()[0])
     assert total >= 8  # rename, two new links (symlink + replace each), the swap, cleanup
 
+    old_id = json.loads((runs["dir_a"] / "summary.json").read_text())["run"]["id"]
+    decided_claim = pd.read_parquet(runs["dir_a"] / "results.parquet")["claim_id"][0]
     seen = []
     for step in range(1, total + 1):
         out = tmp_path / f"out{step}"
         shutil.copytree(runs["dir_a"], out, symlinks=True)
-        killed = _killed_at_commit_step(step, small, out)
+        killed = _killed_at_commit_step(step, small, out, "--run-id", "new")
         assert killed.returncode == -signal.SIGKILL
         state = _visible_any_format(out)
         assert state in (old_run, new_run), f"torn outputs after a kill at commit step {step}"
         seen.append("new" if state == new_run else "old")
-        rerun = CliRunner().invoke(app, ["run", str(small), "--out", str(out), "--format", "csv"])
-        assert rerun.exit_code == 0
+        # the history agrees with what DIR serves: its current run is the one listed current,
+        # and the reading commands find it by id
+        served = "new" if state == new_run else old_id
+        listing = CliRunner().invoke(app, ["runs", str(out)])
+        assert listing.exit_code == 0, listing.output
+        assert f"{served} *" in listing.stdout, (step, listing.stdout)
+        explained = CliRunner().invoke(app, ["explain", served, decided_claim, "--in", str(out)])
+        assert explained.exit_code == 0, (step, explained.output)
+        if state == old_run:  # nothing committed: the same id may be given again
+            retry = ["--run-id", "new"]
+        else:
+            retry = []
+            assert "new" in [line.split()[0] for line in listing.stdout.splitlines()[1:] if line]
+        rerun = CliRunner().invoke(
+            app, ["run", str(small), "--out", str(out), "--format", "csv", *retry]
+        )
+        assert rerun.exit_code == 0, (step, rerun.output)
         assert _visible_any_format(out) == new_run
         _assert_no_debris(out)
         assert not [p for p in out.iterdir() if p.name.startswith(".") and p.name != ".pa-batch"]
     # one step, the swap of `current`, turns the old run into the new one, and only once
     assert seen == sorted(seen, key=["old", "new"].index)
     assert "old" in seen and "new" in seen
+
+
+KILL_WHILE_RETIRING = """
+import os, shutil, signal, sys
+from pa_batch.cli import main
+
+def remove_some_then_die(path, *args, **kwargs):
+    # a retirement killed halfway: the run's summary and results gone, its mark still there
+    for name in ("summary.json", "results.parquet"):
+        os.unlink(os.path.join(path, name))
+    os.kill(os.getpid(), signal.SIGKILL)
+
+shutil.rmtree = remove_some_then_die
+sys.argv = ["pa-batch", *sys.argv[1:]]
+main()
+"""
+
+
+def test_a_run_killed_while_retiring_an_old_run_leaves_no_half_run_in_the_history(runs, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(runs["dir_a"], out, symlinks=True)
+    old_id = json.loads((runs["dir_a"] / "summary.json").read_text())["run"]["id"]
+    killed = subprocess.run(
+        [sys.executable, "-c", KILL_WHILE_RETIRING, "run", str(runs["small"]), "--out", str(out),
+         "--run-id", "new", "--keep-runs", "1"],
+        capture_output=True, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    listing = CliRunner().invoke(app, ["runs", str(out)])
+    assert listing.exit_code == 0, listing.output
+    assert old_id not in listing.stdout and "new *" in listing.stdout
+    diffed = CliRunner().invoke(
+        app, ["diff", old_id, "new", "--in", str(out), "--out", str(tmp_path / "d.csv")]
+    )
+    assert diffed.exit_code == 1 and "no committed run with this id" in diffed.stderr
+    rerun = CliRunner().invoke(app, ["run", str(runs["small"]), "--out", str(out)])
+    assert rerun.exit_code == 0, rerun.output
+    _assert_no_debris(out)
 
 
 def test_two_processes_into_one_directory_the_second_fails_fast(runs, tmp_path):

@@ -85,9 +85,33 @@ def test_a_line_no_version_covers_is_rejected_no_policy_in_force(tmp_path):
     ("change", "message"),
     [
         (("approval_months = 12", "approval_months = 0"),
-         "key 'versions[0].approval_months': missing, or not a whole number >= 1"),
+         "key 'versions[0].approval_months': missing, or not a whole number from 1 to 120"),
         (("oral_max_mg_per_unit = 20.0", "oral_max_mg_per_unit = \"20\""),
-         "key 'versions[0].oral_max_mg_per_unit': missing, or not a number > 0"),
+         "key 'versions[0].oral_max_mg_per_unit': missing, or not a number > 0 and at most 100,000"),
+        # every number has a sane range: past it, an approval end would leave the calendar
+        (("approval_months = 12", "approval_months = 100000"),
+         "key 'versions[0].approval_months': missing, or not a whole number from 1 to 120"),
+        (("approval_months = 12", "approval_months = 100000000"),
+         "key 'versions[0].approval_months': missing, or not a whole number from 1 to 120"),
+        (("oral_pediatric_age = 12", "oral_pediatric_age = 1200"),
+         "key 'versions[0].oral_pediatric_age': missing, or not a whole number from 0 to 130"),
+        (("intrathecal_max_mg_per_ml = 2.0", "intrathecal_max_mg_per_ml = 1e300"),
+         "key 'versions[0].intrathecal_max_mg_per_ml': missing, or not a number > 0 and at most"),
+        # an integer too large for a float is refused, not an OverflowError
+        (("oral_max_mg_per_unit = 20.0", "oral_max_mg_per_unit = 9" + "0" * 400),
+         "key 'versions[0].oral_max_mg_per_unit': missing, or not a number > 0 and at most"),
+        (('route = "oral", strength = 10', 'route = "oral", strength = 1' + "0" * 400),
+         "key 'versions[0].commercial_strengths[0].strength': must be a number > 0, at most"),
+        # a TOML date-time is not a date
+        (('version = "2024.1"\n', 'version = "2024.1"\neffective_to = 2025-06-30T10:00:00Z\n'),
+         "key 'versions[0].effective_to': must be a date, YYYY-MM-DD"),
+        (('version = "2024.1"\n', 'version = "2024.1"\neffective_from = 2025-06-30T10:00:00\n'),
+         "key 'versions[0].effective_from': must be a date, YYYY-MM-DD"),
+        # a version key at the top level would silently do nothing
+        (('title = ', 'oral_max_mg_per_unit = 25.0\ntitle = '),
+         "key 'oral_max_mg_per_unit': not a top-level policy key; expected policy_id, title, versions"),
+        (('title = ', 'effective_from = 2025-01-01\ntitle = '),
+         "key 'effective_from': not a top-level policy key"),
         (("approval_months = 12", "approval_months = 12\nrenewal_months = 12"),
          "key 'versions[0].renewal_months': not a policy key"),
         (('"G35",', '"35G",'), "key 'versions[0].spasticity_prefixes': an entry is not an ICD-10-CM code prefix"),
@@ -95,7 +119,9 @@ def test_a_line_no_version_covers_is_rejected_no_policy_in_force(tmp_path):
          "key 'versions[0].commercial_strengths[0].route': must be oral or intrathecal"),
         (('policy_id = "baclofen-powder"', 'policy_id = "baclofen-powder'), "not a valid UTF-8 TOML file"),
     ],
-    ids=["months", "text-limit", "unknown-key", "prefix", "route", "syntax"],
+    ids=["months", "text-limit", "months-huge", "months-wraps", "age", "limit-huge",
+         "int-overflow", "strength-overflow", "datetime-to", "datetime-from", "top-level-limit",
+         "top-level-date", "unknown-key", "prefix", "route", "syntax"],
 )  # fmt: skip
 def test_an_invalid_definition_fails_naming_the_key(tmp_path, change, message):
     policy = tmp_path / "policy.toml"
@@ -117,6 +143,29 @@ def test_overlapping_versions_fail_naming_both(tmp_path):
                   "--policy", policy)  # fmt: skip
     assert result.exit_code == 1
     assert "versions '2024.1' and '2025.2' are both in force on some dates" in result.stderr
+
+
+def test_two_versions_of_one_name_fail_naming_the_second(tmp_path):
+    policy = _two_versions(tmp_path)
+    policy.write_text(policy.read_text().replace('version = "2025.2"', 'version = "2024.1"'))
+    result = _cli("run", _extract(tmp_path, [(1, "2024-05-01", "5")]), "--out", tmp_path / "out",
+                  "--policy", policy)  # fmt: skip
+    assert result.exit_code == 1, result.output
+    assert result.stderr.strip() == (
+        f"pa-batch: error: {policy}: key 'versions[1].version': '2024.1' names an earlier "
+        "version too"
+    )
+
+
+def test_a_definition_with_a_byte_order_mark_is_read(tmp_path):
+    policy = tmp_path / "policy.toml"
+    policy.write_bytes(b"\xef\xbb\xbf" + SHIPPED.encode("utf-8"))
+    out = tmp_path / "out"
+    result = _cli(
+        "run", _extract(tmp_path, [(1, "2024-05-01", "5")]), "--out", out, "--policy", policy
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "summary.json").read_text())["counts"]["approved"] == 1
 
 
 def test_a_policy_change_gives_exactly_the_expected_diff(tmp_path):
