@@ -5,21 +5,29 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip install --quiet --constraint constraints.txt
-SOURCES := $(shell find pa_batch schemas -name '*.py' -o -name '*.csv' -o -name '*.toml' -o -name '*.j2' -o -name '*.txt') pyproject.toml
+SOURCES := $(shell find pa_batch schemas -name '*.py' -o -name '*.csv' -o -name '*.toml' -o -name '*.j2' -o -name '*.txt' -o -name 'py.typed') pyproject.toml
 OUT ?= out/sample
 
-.PHONY: run test lint bench sample-data docs constraints clean
+.PHONY: run test test-fast lint bench sample-data docs constraints clean
 
 run: $(VENV)/.installed
 	$(BIN)/pa-batch run sample_data/claims.csv --out $(OUT) --reference-dir sample_data/reference
 	@echo "outputs: $(OUT)/results.parquet $(OUT)/rejects.parquet $(OUT)/summary.json $(OUT)/summary.md $(OUT)/summary.html"
 
+# every test, on every core (pytest-xdist)
 test: $(VENV)/.installed $(VENV)/.test-deps
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto
 
-lint: $(VENV)/.installed $(VENV)/.test-deps
-	$(BIN)/ruff check pa_batch schemas tests bench sample_data
-	$(BIN)/ruff format --check pa_batch schemas tests bench sample_data
+# the inner loop: no Dask cluster, no browser, no subprocess runs, no slow property tests
+test-fast: $(VENV)/.installed $(VENV)/.test-deps
+	$(BIN)/pytest -n auto -m "not slow and not dask and not browser and not subprocess"
+
+# style, types, and the layering of the rooms (import-linter contracts in pyproject.toml)
+lint: $(VENV)/.installed $(VENV)/.dev-deps
+	$(BIN)/ruff check pa_batch schemas tests bench sample_data tools
+	$(BIN)/ruff format --check pa_batch schemas tests bench sample_data tools
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: $(VENV)/.installed $(VENV)/.test-deps
 	$(BIN)/python bench/bench_run.py
@@ -30,10 +38,10 @@ sample-data: $(VENV)/.installed
 # the README's generated tables and docs/contract.md, from the code's registries; the
 # billable ICD-10-CM list, from the pinned simple-icd-10-cm
 docs: $(VENV)/.installed $(VENV)/.test-deps
-	$(BIN)/python -m pa_batch.icd10cm --write
-	$(BIN)/python -m pa_batch.docs --write
+	$(BIN)/python tools/build_icd10cm_list.py --write
+	$(BIN)/python tools/gen_docs.py --write
 
-constraints: $(VENV)/.installed $(VENV)/.test-deps
+constraints: $(VENV)/.installed $(VENV)/.test-deps $(VENV)/.dev-deps
 	{ sed -n '/^#/p' constraints.txt; $(BIN)/python -m pip freeze --exclude pa-batch; } > constraints.new
 	mv constraints.new constraints.txt
 
@@ -47,6 +55,10 @@ $(VENV)/.deps: pyproject.toml constraints.txt | $(BIN)/python
 
 $(VENV)/.test-deps: pyproject.toml constraints.txt | $(BIN)/python
 	$(PIP) ".[test]"
+	touch $@
+
+$(VENV)/.dev-deps: pyproject.toml constraints.txt | $(BIN)/python
+	$(PIP) ".[dev]"
 	touch $@
 
 $(VENV)/.installed: $(VENV)/.deps $(SOURCES)

@@ -44,7 +44,7 @@ def billable_codes() -> list[str]:
     """The billable (leaf) codes of the ICD-10-CM edition pa_batch uses, without dots: the
     same reference list pa_batch reads (a test keeps it equal to the code set), so neither
     side pays for loading the code tree and the comparison is of the rules alone."""
-    from pa_batch import icd10cm
+    from pa_batch.policy import icd10cm
 
     return sorted(icd10cm.billable_codes())
 

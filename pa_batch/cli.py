@@ -27,9 +27,9 @@ from pa_batch import __version__
 from pa_batch.errors import RunError
 
 if TYPE_CHECKING:
-    from pa_batch.runlog import RunLog
+    from pa_batch.run.runlog import RunLog
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_OVER_THRESHOLD = 0, 1, 2, 3
+EXIT_OK, EXIT_FAILED, EXIT_OVER_THRESHOLD = 0, 1, 3  # 2, a usage error, is click's own
 
 ENV_PREFIX = "PA_BATCH_"
 MAX_BATCH_ROWS = 1 << 30
@@ -58,8 +58,12 @@ class _Command(typer.core.TyperCommand):
         params = super().get_params(ctx)
         for param in params:
             if _is_argument(param):
-                param.get_help_record = lambda ctx, p=param: (_argument_name(p), p.help or "")
+                param.get_help_record = _help_record(param)  # type: ignore[method-assign]
         return params
+
+
+def _help_record(param):
+    return lambda ctx: (_argument_name(param), param.help or "")
 
 
 def _is_argument(param) -> bool:
@@ -230,11 +234,11 @@ def run(
     debug: Annotated[bool, typer.Option("--debug", help="Show a traceback on failure.")] = False,
 ) -> None:
     """Decide every baclofen powder line of INPUT...; write results, rejects and a summary."""
-    from pa_batch.engines import scheduler_address_problem
-    from pa_batch.pipeline import RunOptions
-    from pa_batch.pipeline import run as run_pipeline
-    from pa_batch.runlog import RunLog
-    from pa_batch.writers import new_run_id
+    from pa_batch.io.commit import new_run_id
+    from pa_batch.run.engines import scheduler_address_problem
+    from pa_batch.run.pipeline import RunOptions
+    from pa_batch.run.pipeline import run as run_pipeline
+    from pa_batch.run.runlog import RunLog
 
     _check_encoding(encoding)
     if run_id is not None and not RUN_ID_PATTERN.fullmatch(run_id):
@@ -285,7 +289,7 @@ def run(
     )
     status, code = "committed", EXIT_OK
     if report.over_reject_threshold:
-        log.over_threshold(report.reject_rate, max_reject_rate)
+        log.over_threshold(report.reject_rate, report.options["max_reject_rate"])
         status, code = "committed_over_threshold", EXIT_OVER_THRESHOLD
     log.finished(status, code)
     if log.out_error is not None:
@@ -303,7 +307,7 @@ def runs_command(
     ],
 ) -> None:
     """List DIR's runs, newest first: committed ones (kept by --keep-runs) and failures."""
-    from pa_batch.history import list_runs, runs_table
+    from pa_batch.audit.history import list_runs, runs_table
 
     with _one_line_on_failure():
         runs = list_runs(out)
@@ -326,8 +330,8 @@ def diff_command(
     OLD and NEW are output directories (their current run), run directories, or run ids in
     the history of --in DIR (or of the other argument, when it is an output directory).
     """
-    from pa_batch.diff import diff_runs, read_results, transitions, write_diff
-    from pa_batch.history import refuse_history_path, resolve_run
+    from pa_batch.audit.diff import diff_runs, read_results, transitions, write_diff
+    from pa_batch.audit.history import refuse_history_path, resolve_run
 
     def base_for(other: str) -> Path | None:
         if runs_in is not None:
@@ -372,8 +376,8 @@ def explain_command(
     """
     import json
 
-    from pa_batch.explain import explain, render_text
-    from pa_batch.history import resolve_run
+    from pa_batch.audit.explain import explain, render_text
+    from pa_batch.audit.history import resolve_run
 
     with _one_line_on_failure():
         explained = explain(resolve_run(run, runs_in), claim_id, line)
@@ -414,7 +418,7 @@ def _fail(
 ) -> NoReturn:
     from datetime import UTC, datetime
 
-    from pa_batch.writers import record_failure
+    from pa_batch.io.commit import record_failure
 
     if debug:
         traceback.print_exc()
@@ -447,6 +451,9 @@ def _one_line(text: str) -> str:
 
 
 def main() -> None:
+    from pa_batch.tuning import use_returning_allocator
+
+    use_returning_allocator()  # the command's process only: never a library caller's
     try:
         app(prog_name="pa-batch")
     finally:
@@ -465,4 +472,4 @@ def _quiet_broken_stdout() -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

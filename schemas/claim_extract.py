@@ -1,7 +1,7 @@
 """The input contract (docs/contract.md §2 and §3): columns, text dtypes and the record checks.
 
 Every column arrives as trimmed text (``str``; empty means missing): codes and IDs are
-never numbers. Each column is parsed once per batch (``pa_batch/typed.py``), with a flag
+never numbers. Each column is parsed once per batch (``pa_batch/core/typed.py``), with a flag
 beside it where a present value did not parse; the checks here read those flags, so they
 are cheap. Each check is named by the reject code it raises, so a pandera failure case maps
 straight to a reject row. Two stages, because the contract (§3) checks some fields only on
@@ -18,7 +18,20 @@ from typing import Final
 
 import pandera.pandas as pa
 
-from pa_batch.typed import flag
+# A parsed column's flag beside it (``core/typed.py``) is named ``<column>__<what>``
+# (``ndc__invalid``): True where a value was present but did not parse. The checks below
+# read the flags, and a failed check on a flag is reported against ``<column>``.
+FLAG = "__"
+
+
+def flag(column: str, what: str = "invalid") -> str:
+    return f"{column}{FLAG}{what}"
+
+
+def flagged_column(name: str) -> str:
+    """The input column a flag column reports against."""
+    return name.split(FLAG, 1)[0]
+
 
 REQUIRED_COLUMNS: Final = ("claim_id", "line_number", "member_id", "service_date", "ndc")
 POLICY_COLUMNS: Final = (
@@ -121,8 +134,6 @@ REJECT_RULES: Final[tuple[RejectCode, ...]] = (
     ),
 )
 REJECT_CODES: Final[dict[str, str]] = {rule.code: rule.message for rule in REJECT_RULES}
-# pandera's own check for a null in a non-nullable column
-PANDERA_NOT_NULLABLE: Final = "not_nullable"
 MISSING_REQUIRED_VALUE: Final = "MISSING_REQUIRED_VALUE"
 
 

@@ -18,12 +18,21 @@ from pa_batch.cli import app
 ENGINES = ("local", "dask")
 
 
+def pytest_collection_modifyitems(items) -> None:
+    """A test on the dask engine is marked ``dask`` (make test-fast leaves those out)."""
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        on_dask = "dask" in (params.get("engine"), params.get("module_engine"))
+        if on_dask or "dask_scheduler" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.dask)
+
+
 @pytest.fixture(scope="session")
 def dask_scheduler():
     """A real Dask cluster of two worker processes, for the whole session."""
     from dask.distributed import LocalCluster
 
-    from pa_batch.engines import LOCAL_DASHBOARD
+    from pa_batch.run.engines import LOCAL_DASHBOARD
 
     with (
         held_port(8787),

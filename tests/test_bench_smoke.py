@@ -10,10 +10,13 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 BENCH = Path(__file__).parent.parent / "bench"
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_benchmark_smoke_runs_both_sides_and_they_agree(tmp_path):
     done = subprocess.run(
         [sys.executable, str(BENCH / "bench_run.py"), "--lines", "20000", "--no-large",

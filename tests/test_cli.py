@@ -129,6 +129,7 @@ def _installed_command() -> list[str]:
     return [str(script)] if script.exists() else [shutil.which("pa-batch") or "pa-batch"]
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("command", ["console-script", "python-m"])
 def test_installed_package_runs_the_sample(tmp_path, command):
     argv = (
@@ -157,9 +158,9 @@ def test_progress_goes_to_a_terminal_only(write_csv, tmp_path, monkeypatch):
 
     monkeypatch.setenv("COLUMNS", "400")  # a terminal wide enough for the temporary path
 
-    from pa_batch.pipeline import RunOptions
-    from pa_batch.pipeline import run as run_pipeline
-    from pa_batch.runlog import RunLog
+    from pa_batch.run.pipeline import RunOptions
+    from pa_batch.run.pipeline import run as run_pipeline
+    from pa_batch.run.runlog import RunLog
 
     class Terminal(io.StringIO):
         def isatty(self) -> bool:

@@ -28,6 +28,8 @@ from typer.testing import CliRunner
 
 from pa_batch.cli import app
 
+pytestmark = pytest.mark.subprocess
+
 RECORDS = 100_000
 BATCH_ROWS = "10000"
 VISIBLE = ("results.parquet", "rejects.parquet", "summary.json")
@@ -157,7 +159,7 @@ def test_sigkill_leaves_previous_or_complete_new_run(runs, tmp_path, event, nth,
 # directory (a rename, a symlink, an unlink, a tree removal), so every step is hit exactly.
 KILL_AT_COMMIT_STEP = """
 import os, shutil, signal, sys
-from pa_batch import writers
+from pa_batch.io import commit as committer
 from pa_batch.cli import main
 
 target, steps, committing, inside = int(sys.argv[1]), 0, False, False
@@ -180,7 +182,7 @@ def step(function):
 for name in ("rename", "replace", "symlink", "unlink"):
     setattr(os, name, step(getattr(os, name)))
 shutil.rmtree = step(shutil.rmtree)
-commit = writers.OutputDirectory.commit
+commit = committer.OutputDirectory.commit
 
 def watched_commit(self, names):
     global committing
@@ -188,7 +190,7 @@ def watched_commit(self, names):
     commit(self, names)
     print(f"commit steps: {steps}", file=sys.stderr)
 
-writers.OutputDirectory.commit = watched_commit
+committer.OutputDirectory.commit = watched_commit
 sys.argv = ["pa-batch", *sys.argv[2:]]
 main()
 """

@@ -13,8 +13,10 @@ import pytest
 from helpers import HEADER, held_port
 from typer.testing import CliRunner
 
-from pa_batch import engines
 from pa_batch.cli import app
+from pa_batch.run import engines
+
+pytestmark = pytest.mark.dask
 
 LINES = [
     f"C{n},1,M1,1980-01-02,2024-05-01,00000-0000-00,BACLOFEN POWDER,oral,{mg},mg,G35"

@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from pa_batch.engines import read_ahead
+from pa_batch.run.engines import read_ahead
 
 LINE = "C1,1,M1,1980-01-02,2024-05-01,00000-0000-00,BACLOFEN POWDER,oral,5,mg,G35"
 
@@ -50,7 +50,7 @@ def test_a_consumer_that_stops_early_stops_and_closes_the_producer():
 def test_a_failure_in_the_background_writer_fails_the_run_cleanly(
     run_cli, write_csv, tmp_path, monkeypatch
 ):
-    from pa_batch import writers
+    from pa_batch.io import tables
 
     out = tmp_path / "out"
     assert run_cli(write_csv([LINE]), out=out).exit_code == 0
@@ -59,7 +59,7 @@ def test_a_failure_in_the_background_writer_fails_the_run_cleanly(
     def disk_full(self, frame, keep):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(writers.TableWriter, "_write", disk_full)
+    monkeypatch.setattr(tables.TableWriter, "_write", disk_full)
     run = run_cli(write_csv([LINE]), out=out)
     assert run.exit_code == 1
     assert (

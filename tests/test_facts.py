@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pa_batch import facts
-from pa_batch.reference import ANY_VERSION
+from pa_batch.core import facts
+from pa_batch.core.model import ANY_VERSION
 
 ROUTES, KINDS, STRENGTHS = ["oral", "intrathecal"], ["mass", "concentration"], [0.5, 10.0, 20.0]
 DAYS = pd.date_range("2024-01-01", periods=6, freq="MS").astype("datetime64[s]").tolist()
@@ -41,6 +42,7 @@ rows = st.lists(
 
 @settings(max_examples=200, deadline=None)
 @given(keys=keys, rows=rows, with_versions=st.booleans())
+@pytest.mark.slow
 def test_row_by_row_and_join_find_the_same_first_active_row(keys, rows, with_versions):
     distinct = pd.DataFrame(
         keys, columns=["route", "strength_kind", "strength", "service_date", "policy_version"]

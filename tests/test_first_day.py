@@ -54,6 +54,7 @@ def test_help_shows_flags_as_flags_and_names_the_input_columns():
     assert ".csv.gz" in text and ".parquet" in text
 
 
+@pytest.mark.subprocess
 def test_python_m_runs_from_a_fresh_checkout_root(tmp_path):
     """`python -m pa_batch` with the checkout first on sys.path, as the README shows it."""
     out = tmp_path / "out"

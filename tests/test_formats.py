@@ -120,9 +120,9 @@ def test_batch_size_changes_memory_never_an_output_byte(
     (shrunk here to 7 rows so that every batch size cuts across row groups)."""
     import pyarrow.parquet as pq
 
-    from pa_batch import writers
+    from pa_batch.io import tables
 
-    monkeypatch.setattr(writers, "PARQUET_ROW_GROUP_ROWS", 7)
+    monkeypatch.setattr(tables, "PARQUET_ROW_GROUP_ROWS", 7)
     sample = SAMPLE_DATA / "claims.csv"
     args = ["--reference-dir", SAMPLE_DATA / "reference", "--format", fmt]
     written = {}
@@ -185,9 +185,9 @@ def test_very_long_fields_are_read_whole(run_cli, write_csv):
 def test_a_record_longer_than_the_read_block_fails_the_file_clearly(
     run_cli, write_csv, monkeypatch
 ):
-    from pa_batch import readers
+    from pa_batch.io import inputs
 
-    monkeypatch.setattr(readers, "CSV_BLOCK_BYTES", 1 << 16)
+    monkeypatch.setattr(inputs, "CSV_BLOCK_BYTES", 1 << 16)
     rows = [LONG_LINE.format(n=1, drug="BACLOFEN POWDER"),
             LONG_LINE.format(n=2, drug="BACLOFEN POWDER " + "X" * (1 << 17))]  # fmt: skip
     extract = write_csv(rows)
@@ -230,7 +230,7 @@ def test_a_parquet_input_is_read_once_hash_included(tmp_path, monkeypatch, row_g
 
     import pyarrow as pa
 
-    from pa_batch import readers
+    from pa_batch.io import inputs
 
     table = pa.concat_tables([pq.read_table(SAMPLE_DATA / "claims.parquet")] * 40)
     notes = pa.array([hashlib.sha256(b"%d" % i).hexdigest() for i in range(table.num_rows)])
@@ -245,8 +245,8 @@ def test_a_parquet_input_is_read_once_hash_included(tmp_path, monkeypatch, row_g
         read_bytes.append((offset, len(chunk)))
         return chunk
 
-    opened = readers.open_extract(readers.input_file(extract))
-    monkeypatch.setattr(readers.os, "pread", counted_pread)
+    opened = inputs.open_extract(inputs.input_file(extract))
+    monkeypatch.setattr(inputs.os, "pread", counted_pread)
     decided = sum(len(batch.records) for batch in opened.batches(50))
     assert decided == table.num_rows
     assert opened.sha256 == hashlib.sha256(extract.read_bytes()).hexdigest()
@@ -279,6 +279,7 @@ def test_parquet_bytes_do_not_follow_batches_where_pages_split(run_cli, write_cs
 
 
 @pytest.mark.parametrize("fmt", ["parquet", "csv"])
+@pytest.mark.slow
 def test_grouping_batches_for_the_decision_changes_no_byte(run_cli, tmp_path, monkeypatch, fmt):
     """The local engine decides the powder lines of consecutive batches together; whatever
     the group size (every batch alone, groups cut by a few lines or a few rejects, all in
@@ -288,7 +289,8 @@ def test_grouping_batches_for_the_decision_changes_no_byte(run_cli, tmp_path, mo
     import subprocess
     import sys
 
-    from pa_batch import engines, writers
+    from pa_batch.io import tables
+    from pa_batch.run import engines
 
     extract = tmp_path / "extract.csv"
     generator = Path(__file__).parent.parent / "bench" / "extracts.py"
@@ -297,7 +299,7 @@ def test_grouping_batches_for_the_decision_changes_no_byte(run_cli, tmp_path, mo
          "--out", str(extract)],
         check=True,
     )  # fmt: skip
-    monkeypatch.setattr(writers, "PARQUET_ROW_GROUP_ROWS", 7)
+    monkeypatch.setattr(tables, "PARQUET_ROW_GROUP_ROWS", 7)
     args = ["--reference-dir", Path(__file__).parent.parent / "bench" / "reference"]
     args += ["--format", fmt, "--batch-rows", "100"]
     written, counts = {}, {}

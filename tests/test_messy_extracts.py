@@ -15,10 +15,11 @@ import tempfile
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pa_batch.pipeline import RunOptions, run
+from pa_batch.run.pipeline import RunOptions, run
 
 COLUMNS = ["claim_id", "line_number", "member_id", "member_birth_date", "service_date", "ndc",
            "drug_name", "route", "strength", "strength_unit", "diagnosis_codes"]  # fmt: skip
@@ -117,6 +118,7 @@ def _assert_every_record_once(counts: dict, results: pd.DataFrame, rejects: pd.D
     bom=st.booleans(),
     blank_every=st.sampled_from([0, 0, 3]),
 )
+@pytest.mark.slow
 def test_damage_within_records_loses_nothing(rows_and_harms, batch_rows, crlf, bom, blank_every):
     rows = [row for row, _ in rows_and_harms]
     harms = [harm for _, harm in rows_and_harms]
@@ -141,6 +143,7 @@ def test_damage_within_records_loses_nothing(rows_and_harms, batch_rows, crlf, b
     ),
     batch_rows=st.sampled_from([3, 1000]),
 )
+@pytest.mark.slow
 def test_damage_across_records_loses_nothing(rows, cuts, batch_rows):
     """Stray quotes, delimiters and line breaks spliced into the raw text anywhere after the
     header: record boundaries move, so only the accounting is known."""
@@ -175,7 +178,7 @@ def test_trimming_equals_arrows_trim_whatever_the_cells(values, offset):
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from pa_batch.readers import _trimmed
+    from pa_batch.io.inputs import _trimmed
 
     given_cells = pa.array(["pad"] * offset + values, type=pa.string()).slice(offset)
     expected = pc.utf8_trim_whitespace(given_cells)

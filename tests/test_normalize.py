@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pa_batch import normalize
+from pa_batch.core import normalize
 
 
 def _one(function, raw):

@@ -108,7 +108,7 @@ def test_failure_messages_carry_no_member_data(run_cli, tmp_path, log_format):
 
 
 def test_second_run_into_a_busy_directory_fails_fast(run_cli, write_csv, tmp_path):
-    from pa_batch.writers import OutputDirectory
+    from pa_batch.io.commit import OutputDirectory
 
     out = tmp_path / "out"
     holder = OutputDirectory(out).open([])  # another run in progress holds the lock
@@ -159,7 +159,7 @@ def test_a_full_disk_while_writing_fails_cleanly_and_keeps_the_previous_run(
 ):
     import errno
 
-    from pa_batch import writers
+    from pa_batch.io import tables
 
     out = tmp_path / "out"
     assert run_cli(write_csv([LINE]), out=out).exit_code == 0
@@ -168,7 +168,7 @@ def test_a_full_disk_while_writing_fails_cleanly_and_keeps_the_previous_run(
     def disk_full(self, frame, keep=None):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(writers.TableWriter, "write", disk_full)
+    monkeypatch.setattr(tables.TableWriter, "write", disk_full)
     run = run_cli(write_csv([LINE, LINE.replace("C1", "C2")]), out=out)
     assert run.exit_code == 1
     assert (

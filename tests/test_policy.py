@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from pa_batch.cli import app
 
-SHIPPED = resources.files("pa_batch.policy_data").joinpath("baclofen-powder.toml").read_text()
+SHIPPED = resources.files("pa_batch.policy.data").joinpath("baclofen-powder.toml").read_text()
 LINE = "C{n},1,M1,1980-01-02,{date},00000-0000-00,BACLOFEN POWDER,oral,{mg},mg,G35"
 
 

@@ -358,7 +358,7 @@ def test_a_truncated_results_file_fails_the_reading_commands_in_one_line(tmp_pat
 
 
 def test_explain_of_a_run_retired_while_it_is_read_says_so(tmp_path, monkeypatch):
-    from pa_batch import explain
+    from pa_batch.audit import explain
 
     out = _history(tmp_path)
     run_dir = out / ".pa-batch" / "runs" / "first"

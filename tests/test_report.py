@@ -94,6 +94,7 @@ class _Collector(HTMLParser):
             self._open = None
 
 
+@pytest.mark.browser
 @needs_chromium
 def test_summary_html_renders_in_chromium_with_every_chart_and_the_numbers_of_summary_json(
     committed, tmp_path

@@ -17,8 +17,8 @@ import pytest
 from helpers import HEADER
 from typer.testing import CliRunner
 
-from pa_batch import writers
 from pa_batch.cli import app
+from pa_batch.io import commit
 
 LINE = "C1,1,M1,1980-01-02,2024-05-01,00000-0000-00,BACLOFEN POWDER,oral,5,mg,G35"
 
@@ -75,7 +75,7 @@ def test_a_cleanup_failure_after_the_commit_is_a_warning_not_a_failure(
             raise OSError(errno.EIO, os.strerror(errno.EIO))
         return real_rmtree(path, *args, **kwargs)
 
-    monkeypatch.setattr(writers.shutil, "rmtree", failing_rmtree)
+    monkeypatch.setattr(commit.shutil, "rmtree", failing_rmtree)
     second = _cli(
         "run", write_csv([LINE, LINE.replace("C1", "C2")]), "--out", out, "--keep-runs", "1"
     )
@@ -97,7 +97,7 @@ def test_a_cleanup_failure_is_a_warning_event_in_the_json_log(write_csv, tmp_pat
         if path.name == ".pa-batch":
             raise OSError(errno.EIO, os.strerror(errno.EIO))
 
-    monkeypatch.setattr(writers, "_fsync", failing_fsync)
+    monkeypatch.setattr(commit, "_fsync", failing_fsync)
     result = _cli("run", write_csv([LINE]), "--out", out, "--log-format", "json")
     events = [json.loads(line) for line in result.stdout.splitlines()]
     assert result.exit_code == 0

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from helpers import HEADER
 from markdown_it import MarkdownIt
 from typer.testing import CliRunner
@@ -18,7 +19,7 @@ from pa_batch.cli import app
 
 LINE = "C1,1,M1,1980-01-02,2024-05-01,00000-0000-00,BACLOFEN POWDER,oral,5,mg,G35"
 SHIPPED_POLICY = (
-    Path(__file__).parent.parent / "pa_batch" / "policy_data" / "baclofen-powder.toml"
+    Path(__file__).parent.parent / "pa_batch" / "policy" / "data" / "baclofen-powder.toml"
 ).read_text()
 
 
@@ -104,6 +105,7 @@ def _run_with_stdout(tmp_path: Path, stdout, *extra: str) -> subprocess.Complete
     return subprocess.run(command, stdout=stdout, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
 
 
+@pytest.mark.subprocess
 def test_a_closed_stdout_leaves_the_run_committed_and_says_so(tmp_path):
     read, write = os.pipe()
     os.close(read)  # nobody reads: every write is EPIPE
@@ -123,6 +125,7 @@ def test_a_closed_stdout_leaves_the_run_committed_and_says_so(tmp_path):
         os.close(write)
 
 
+@pytest.mark.subprocess
 def test_a_full_stdout_device_leaves_the_run_committed_and_says_so(tmp_path):
     with open("/dev/full", "w") as full:
         finished = _run_with_stdout(tmp_path, full, "--log-format", "json")

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pa_batch import state
-from pa_batch.state import ClaimKeyRegistry
+from pa_batch.run import state
+from pa_batch.run.state import ClaimKeyRegistry
 
 keys_strategy = st.lists(st.sampled_from([f"C{i}\x1f{j}" for i in range(12) for j in (1, 2)]))
 
@@ -62,6 +62,7 @@ def test_equal_hashes_of_different_keys_are_never_duplicates(monkeypatch, segmen
 
 
 @pytest.mark.parametrize("batch_size", [1, 7, 1000])
+@pytest.mark.slow
 def test_the_filter_grows_without_losing_keys(batch_size, monkeypatch):
     """A filter of 64 keys fills and is followed by ones of 128, 256 ... 2048 keys; keys
     wait in memory until 500 fill a segment on disk, and are found waiting or written."""

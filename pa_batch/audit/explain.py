@@ -1,0 +1,366 @@
+"""`pa-batch explain RUN CLAIM_ID`: why each line of a claim got its outcome, criterion by
+criterion, for an auditor who must justify it.
+
+Reads only what the run wrote and kept: its results and rejects, the policy definition and
+the reference files it was decided under (copies in the run's own directory), never today's
+files, and never re-decides.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pandas as pd
+
+from pa_batch.audit.history import read_run_table, read_summary, reading_run
+from pa_batch.core.model import PolicyDefinition
+from pa_batch.core.rules import ADVISORIES, CRITERIA
+from pa_batch.errors import RunError
+from pa_batch.policy.definition import load_policy
+from pa_batch.policy.reference import POLICY_ORIGIN, read_reference_rows
+
+# the line's columns as the claim gave them (trimmed); line_number, dates and the NDC are
+# shown as the run normalized them (the rejects file keeps cells exactly as given)
+INPUT_AS_GIVEN = (
+    "claim_id", "line_number", "member_id", "service_date", "ndc", "drug_name", "route_given",
+    "strength", "strength_unit", "diagnosis_codes", "member_birth_date",
+)  # fmt: skip
+
+
+def explain(run_dir: Path, claim_id: str, line: int | None = None) -> dict:
+    """Every line of ``claim_id`` in the run (or only line ``line``), explained."""
+    with reading_run(run_dir):
+        summary = read_summary(run_dir)
+        results = read_run_table(run_dir, "results")
+        rejects = read_run_table(run_dir, "rejects")
+        try:
+            return _explain(run_dir, summary, results, rejects, claim_id, line)
+        except (KeyError, TypeError, ValueError, IndexError, StopIteration):
+            # a run directory edited by hand (a column dropped, a row of the wrong type)
+            raise RunError(
+                "damaged: the run's files do not agree with what pa-batch writes",
+                file=str(run_dir),
+            ) from None
+
+
+def _explain(
+    run_dir: Path,
+    summary: dict,
+    results: pd.DataFrame,
+    rejects: pd.DataFrame,
+    claim_id: str,
+    line: int | None,
+) -> dict:
+    decided = results[results["claim_id"].astype("str") == claim_id]
+    rejected = rejects[rejects["claim_id"].astype("str") == claim_id]
+    if line is not None:
+        decided = decided[decided["line_number"].astype("int64") == line]
+        rejected = rejected[_whole_number(rejected["line_number"]) == line]
+    if decided.empty and rejected.empty:
+        where = "that claim and line" if line is not None else "that claim"
+        raise RunError(f"no line of {where} in the run", file=str(run_dir))
+    policy = load_policy(run_dir / "policy.toml")
+    references = _ReferenceRows(run_dir, policy, summary)
+    lines = [_decided_line(row, policy, references) for row in decided.to_dict("records")]
+    # a record is a (file, record number): two files may each have a record 1
+    for (_, source_row), errors in rejected.groupby(
+        ["source_file", "source_row"], sort=True, dropna=False
+    ):
+        lines.append(_rejected_line(int(source_row), errors))
+    lines.sort(key=lambda entry: (entry["source"]["file"], entry["source"]["row"]))
+    return {
+        "run": {"id": str(summary["run"].get("id", run_dir.name)), "directory": str(run_dir)},
+        "claim_id": claim_id,
+        "lines": lines,
+    }
+
+
+def _whole_number(values: pd.Series) -> pd.Series:
+    return pd.to_numeric(values, errors="coerce")
+
+
+class _ReferenceRows:
+    """The data rows of the reference data the run was decided under, for quoting a matched
+    row: the run's own copy of a reference file (checked against the SHA-256 its summary
+    recorded, and read the way the loader reads it), or the policy definition's own list
+    when the run took the list from there. Never another table."""
+
+    def __init__(self, run_dir: Path, policy: PolicyDefinition, summary: dict):
+        self.run_dir = run_dir
+        self.policy = policy
+        recorded = summary.get("reference")
+        self.sources = {
+            entry["name"]: entry
+            for entry in (recorded if isinstance(recorded, list) else [])
+            if isinstance(entry, dict) and "name" in entry
+        }
+        self._frames: dict[str, pd.DataFrame | str] = {}
+
+    def row(self, name: str, number: int, version: int) -> dict:
+        source = self.sources.get(name, {})
+        if source.get("origin") == POLICY_ORIGIN:
+            return self._policy_row(number, version)
+        frame = self._frame(name, source)
+        if isinstance(frame, str):  # why the row cannot be quoted
+            return {"file": name, "row": number, "content": None, "unavailable": frame}
+        if not 1 <= number <= len(frame):
+            problem = f"the run's copy of {name} has no data row {number}"
+            return {"file": name, "row": number, "content": None, "unavailable": problem}
+        content = {k: v if isinstance(v, str) else "" for k, v in frame.iloc[number - 1].items()}
+        return {"file": name, "row": number, "content": content}
+
+    def _frame(self, name: str, source: dict) -> pd.DataFrame | str:
+        if name not in self._frames:
+            self._frames[name] = self._read(name, source)
+        return self._frames[name]
+
+    def _read(self, name: str, source: dict) -> pd.DataFrame | str:
+        kept = self.run_dir / f"reference.{name}"
+        try:
+            payload = kept.read_bytes()
+        except FileNotFoundError:
+            return f"the run's copy of {name} is missing: its row cannot be quoted"
+        if source.get("sha256") and hashlib.sha256(payload).hexdigest() != source["sha256"]:
+            return (
+                f"the run's copy of {name} was changed since the run (its SHA-256 differs "
+                "from summary.json): its row cannot be quoted"
+            )
+        try:
+            return read_reference_rows(payload, name)
+        except RunError:
+            return f"the run's copy of {name} is not readable: its row cannot be quoted"
+
+    def _policy_row(self, number: int, version: int) -> dict:
+        listed = self.policy.versions[version].commercial_strengths[number - 1]
+        return {
+            "file": f"policy.toml, version {self.policy.versions[version].version}",
+            "row": number,
+            "content": {
+                "route": listed.route,
+                "strength": number_text(listed.strength),
+                "strength_unit": listed.strength_unit,
+            },
+        }
+
+
+def _text(value) -> str | None:
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return None
+    if hasattr(value, "isoformat"):
+        return value.isoformat().split("T")[0]
+    return str(value)
+
+
+def number_text(value: float) -> str:
+    """A number exactly as the rule compared it: 20, 2.5, 20.000001 (never rounded)."""
+    value = float(value)
+    return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
+
+
+def _decided_line(row: dict, policy: PolicyDefinition, references: _ReferenceRows) -> dict:
+    version_index = next(
+        i for i, v in enumerate(policy.versions) if v.version == row["policy_version"]
+    )
+    version = policy.versions[version_index]
+    reasons = [code for code in (_text(row["reasons"]) or "").split("|") if code]
+    advisories = [code for code in (_text(row["advisories"]) or "").split("|") if code]
+    strength = _text(row["normalized_strength"])
+    unit = _text(row["normalized_unit"])
+    observed_strength = f"{number_text(float(strength))} {unit}" if strength and unit else None
+    commercial = shortage = None
+    if _text(row["commercial_strength_row"]):
+        commercial = references.row(
+            "commercial_strengths.csv", int(row["commercial_strength_row"]), version_index
+        )
+    if _text(row["shortage_row"]):
+        shortage = references.row("shortages.csv", int(row["shortage_row"]), version_index)
+    details = {
+        "INDICATION_NOT_COVERED": (
+            _text(row["diagnosis_codes"]),
+            f"{row['spasticity_code_given']} meets value-set entry "
+            f"{row['spasticity_value_set_entry']} (policy version {version.version})"
+            if _text(row["spasticity_code_given"])
+            else f"no code in the spasticity value set of policy version {version.version}",
+        ),
+        "TOPICAL_ROUTE": (_route(row), "topical routes are investigational"),
+        "ROUTE_NOT_COVERED": (_route(row), "oral and intrathecal are covered; topical apart"),
+        "DX_MISSING": (_text(row["diagnosis_codes"]), "at least one diagnosis code"),
+        "ROUTE_MISSING": (_route(row), "a route"),
+        "STRENGTH_MISSING": (
+            _strength_given(row),
+            "oral or intrathecal lines need a strength and its unit",
+        ),
+        "STRENGTH_UNIT_INVALID": (
+            _strength_given(row),
+            "oral: a mass or a concentration; intrathecal: a concentration",
+        ),
+        "ORAL_DOSE_EXCEEDS_LIMIT": (
+            observed_strength,
+            f"at most {number_text(version.oral_max_mg_per_unit)} mg per unit "
+            f"(policy version {version.version})",
+        ),
+        "INTRATHECAL_CONCENTRATION_EXCEEDS_LIMIT": (
+            observed_strength,
+            f"at most {number_text(version.intrathecal_max_mg_per_ml)} mg/mL "
+            f"(policy version {version.version})",
+        ),
+        "COMMERCIALLY_AVAILABLE": (
+            observed_strength,
+            _availability(commercial, shortage),
+        ),
+    }
+    route = _text(row["route"])
+    dosed = route in ("oral", "intrathecal")
+    applies = {
+        "ORAL_DOSE_EXCEEDS_LIMIT": route == "oral",
+        "INTRATHECAL_CONCENTRATION_EXCEEDS_LIMIT": route == "intrathecal",
+        "STRENGTH_MISSING": dosed,
+        "STRENGTH_UNIT_INVALID": dosed,
+        "COMMERCIALLY_AVAILABLE": dosed,
+    }
+    criteria = [
+        {
+            "code": criterion.code,
+            "applies": applies.get(criterion.code, True),
+            "met": criterion.code not in reasons,
+            "forces": criterion.forces,
+            "observed": details[criterion.code][0],
+            "requirement": details[criterion.code][1],
+            "clause": criterion.clause,
+        }
+        for criterion in CRITERIA
+    ]
+    return {
+        "outcome": row["decision"],
+        "source": {"file": row["source_file"], "row": int(row["source_row"])},
+        "input": {name: _text(row[name]) for name in INPUT_AS_GIVEN},
+        "normalized": {
+            "route": _text(row["route"]),
+            "strength": observed_strength,
+            "spasticity_code": _text(row["spasticity_code_given"]),
+            "spasticity_value_set_entry": _text(row["spasticity_value_set_entry"]),
+        },
+        "in_scope_by": {
+            "ndc": "its NDC is a listed product (products.csv)",
+            "name": "its drug name names baclofen and powder or bulk",
+            "both": "its NDC is a listed product and its drug name names baclofen powder",
+        }[row["in_scope_by"]],
+        "policy_version": version.version,
+        "criteria": criteria,
+        "commercial_strength": commercial,
+        "shortage": shortage,
+        "decision": row["decision"],
+        "reasons": reasons,
+        "advisories": [
+            {"code": a.code, "clause": a.clause} for a in ADVISORIES if a.code in advisories
+        ],
+        "approval": {
+            "start": _text(row["approval_start"]),
+            "end": _text(row["approval_end"]),
+        },
+    }
+
+
+def _route(row: dict) -> str | None:
+    given, route = _text(row["route_given"]), _text(row["route"])
+    return None if given is None else f"{given} (normalized: {route})"
+
+
+def _strength_given(row: dict) -> str | None:
+    parts = [_text(row["strength"]), _text(row["strength_unit"])]
+    return " ".join(p for p in parts if p) or None
+
+
+def _availability(commercial: dict | None, shortage: dict | None) -> str:
+    if commercial is None:
+        return "not in the commercial list on the service date: may be compounded"
+    listed = f"listed as commercially available by {commercial['file']} row {commercial['row']}"
+    if commercial.get("unavailable"):
+        listed += f" ({commercial['unavailable']})"
+    if shortage is None:
+        return listed + ", and no shortage of it is active on the service date"
+    window = shortage["content"]
+    if window is None:
+        return (
+            f"{listed}, but in shortage on the service date by {shortage['file']} row "
+            f"{shortage['row']} ({shortage['unavailable']})"
+        )
+    return (
+        f"{listed}, but in shortage on the service date by {shortage['file']} row "
+        f"{shortage['row']} ({window.get('start_date') or 'open'} to "
+        f"{window.get('end_date') or 'ongoing'})"
+    )
+
+
+def _rejected_line(source_row: int, errors: pd.DataFrame) -> dict:
+    first = errors.iloc[0]
+    return {
+        "outcome": "rejected",
+        "source": {"file": first["source_file"], "row": source_row},
+        "input": {"claim_id": _text(first["claim_id"]), "line_number": _text(first["line_number"])},
+        "errors": [
+            {
+                "column": _text(error["column"]),
+                "code": error["error_code"],
+                "message": error["message"],
+                "value": _text(error["value"]),
+            }
+            for error in errors.to_dict("records")
+        ],
+    }
+
+
+def render_text(explained: dict) -> str:
+    out = [f"Claim {explained['claim_id']} in run {explained['run']['id']}"]
+    for line in explained["lines"]:
+        source = line["source"]
+        out.append("")
+        out.append(
+            f"Line {line['input']['line_number']}: {line['outcome'].upper()} "
+            f"({source['file']}, record {source['row']})"
+        )
+        if line["outcome"] == "rejected":
+            for error in line["errors"]:
+                out.append(
+                    f"  {error['code']}: {error['message']}"
+                    + (f" — column {error['column']}" if error["column"] else "")
+                    + (f", value {error['value']!r}" if error["value"] is not None else "")
+                )
+            continue
+        given = ", ".join(f"{k}={v}" for k, v in line["input"].items() if v is not None)
+        out.append(f"  input as given: {given}")
+        normalized = line["normalized"]
+        out.append(
+            f"  normalized: route {normalized['route']}, strength {normalized['strength']}"
+            + (
+                f", spasticity code {normalized['spasticity_code']} (value-set entry "
+                f"{normalized['spasticity_value_set_entry']})"
+                if normalized["spasticity_code"]
+                else ""
+            )
+        )
+        out.append(f"  in scope: {line['in_scope_by']}")
+        out.append(f"  policy version {line['policy_version']}; criteria in policy order:")
+        for criterion in line["criteria"]:
+            mark = (
+                "NOT MET"
+                if not criterion["met"]
+                else "met    "
+                if criterion["applies"]
+                else "n/a    "
+            )
+            out.append(
+                f"    [{mark}] {criterion['code']}: observed {criterion['observed']}; "
+                f"{criterion['requirement']}"
+            )
+            out.append(f'              "{criterion["clause"]}"')
+        out.append(
+            f"  decision: {line['decision']}"
+            + (f" ({', '.join(line['reasons'])})" if line["reasons"] else "")
+        )
+        for advisory in line["advisories"]:
+            out.append(f"  advisory {advisory['code']}: {advisory['clause']}")
+        if line["approval"]["start"]:
+            out.append(f"  approved from {line['approval']['start']} to {line['approval']['end']}")
+    return "\n".join(out)

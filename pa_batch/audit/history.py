@@ -1,0 +1,296 @@
+"""A run directory's history: the committed runs kept under DIR/.pa-batch/runs and the
+failure records beside them. Reads only what runs wrote; never re-decides anything.
+
+Every problem of a history a reading command meets (a damaged summary, a truncated results
+file, a run retired while it is read) is a RunError: one line, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pa_batch.core.outcomes import OUTCOMES
+from pa_batch.errors import RunError
+from pa_batch.io.commit import CONTROL_DIR, PUBLISHED_NAMES, committed_runs, current_run_name
+
+SUMMARY_JSON = "summary.json"
+DAMAGED = "damaged"
+
+
+@dataclass(frozen=True)
+class RunEntry:
+    id: str
+    finished_at: str
+    status: str
+    inputs: int
+    rows_read: int | None
+    outcomes: dict[str, int]
+    policy_version: str
+    current: bool
+    recorded_ns: int  # when the commit mark or failure record was written: the order of runs
+    error: str = ""  # a failed run's one-line error, or what is damaged
+
+
+def list_runs(out_dir: Path) -> list[RunEntry]:
+    """DIR's committed runs and failed runs, newest first; a run whose summary cannot be read
+    is listed as damaged, never left out."""
+    control = out_dir / CONTROL_DIR
+    if not control.is_dir():
+        raise RunError("not a pa-batch output directory (no .pa-batch inside)", file=str(out_dir))
+    current_id = current_run_name(control)
+    entries = []
+    for order, run_dir in enumerate(reversed(committed_runs(control))):
+        try:
+            entries.append(_committed_entry(run_dir, run_dir.name == current_id, order))
+        except RunError as error:
+            entries.append(_damaged_entry(run_dir, run_dir.name == current_id, order, error))
+    for record_path in (control / "failures").glob("*.json"):
+        entries.append(_failure_entry(record_path))
+    return sorted(entries, key=lambda e: e.recorded_ns, reverse=True)
+
+
+def _committed_entry(run_dir: Path, current: bool, order: int) -> RunEntry:
+    summary = read_summary(run_dir)
+    try:
+        run, counts = summary["run"], summary["counts"]
+        return RunEntry(
+            id=run_dir.name,
+            finished_at=str(run.get("finished_at") or run.get("started_at", "")),
+            status=str(run.get("status", "committed")),
+            inputs=len(summary.get("inputs", [])),
+            rows_read=int(counts["rows_read"]),
+            outcomes={o: int(counts[o]) for o in OUTCOMES},
+            policy_version=str(summary.get("policy", {}).get("version", "")),
+            current=current,
+            recorded_ns=_recorded_ns(run_dir, order),
+        )
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise _damaged(run_dir / SUMMARY_JSON, "not the shape pa-batch writes") from None
+
+
+def _damaged_entry(run_dir: Path, current: bool, order: int, error: RunError) -> RunEntry:
+    return RunEntry(
+        id=run_dir.name,
+        finished_at="",
+        status=DAMAGED,
+        inputs=0,
+        rows_read=None,
+        outcomes={},
+        policy_version="",
+        current=current,
+        recorded_ns=_recorded_ns(run_dir, order),
+        error=error.message,
+    )
+
+
+def _recorded_ns(run_dir: Path, order: int) -> int:
+    """When the run was committed: its mark's time (a current run not yet marked: now)."""
+    try:
+        return (run_dir / ".committed").stat().st_mtime_ns
+    except OSError:
+        return 1 << 62 | order
+
+
+def _failure_entry(record_path: Path) -> RunEntry:
+    try:
+        record = json.loads(record_path.read_text(encoding="utf-8"))
+        if not isinstance(record, dict):
+            raise ValueError
+        run_id, failed_at, error = (
+            str(record.get("run_id") or record_path.stem),
+            str(record.get("failed_at") or ""),
+            str(record.get("error") or ""),
+        )
+        status = "failed"
+    except (OSError, ValueError):
+        run_id, failed_at, error, status = record_path.stem, "", "unreadable record", DAMAGED
+    try:
+        recorded = record_path.stat().st_mtime_ns
+    except OSError:
+        recorded = 0
+    return RunEntry(
+        id=run_id,
+        finished_at=failed_at,
+        status=status,
+        inputs=0,
+        rows_read=None,
+        outcomes={},
+        policy_version="",
+        current=False,
+        recorded_ns=recorded,
+        error=" ".join(error.split()),
+    )
+
+
+def runs_table(entries: list[RunEntry]) -> str:
+    header = ["run id", "finished at", "status", "inputs", "rows read", *OUTCOMES, "policy"]
+    rows = [
+        [
+            entry.id + (" *" if entry.current else ""),
+            entry.finished_at,
+            entry.status,
+            str(entry.inputs) if entry.rows_read is not None else "",
+            f"{entry.rows_read:,}" if entry.rows_read is not None else "",
+            *[f"{entry.outcomes[o]:,}" if entry.outcomes else "" for o in OUTCOMES],
+            entry.policy_version,
+        ]
+        for entry in entries
+    ]
+    widths = [max(len(cell) for cell in column) for column in zip(header, *rows, strict=True)]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+             for row in [header, *rows]]  # fmt: skip
+    lines.append("* the run DIR's names show now" if entries else "no runs")
+    problems = [entry for entry in entries if entry.error]
+    for entry in problems:
+        lines.append(f"{entry.id} ({entry.status}): {entry.error}")
+    return "\n".join(lines)
+
+
+def _is_run_directory(path: Path) -> bool:
+    return path.is_dir() and ((path / CONTROL_DIR).is_dir() or (path / SUMMARY_JSON).exists())
+
+
+def _history_run(argument: str, base: Path) -> Path | None:
+    """The committed run ``argument`` names by id in ``base``'s history, or None."""
+    if not argument or argument in (".", "..") or "/" in argument or os.sep in argument:
+        return None
+    candidate = base / CONTROL_DIR / "runs" / argument
+    if candidate in committed_runs(base / CONTROL_DIR):
+        return candidate
+    return None
+
+
+def resolve_run(argument: str, base: Path | None = None) -> Path:
+    """The run directory an argument names: an output directory (its current run), a run's
+    own directory (DIR/.pa-batch/runs/<id>), or a run id kept in ``base``'s history.
+
+    With a history to look in, an id is looked up there first; an argument that names both
+    a run there and a pa-batch directory here is refused as ambiguous.
+    """
+    path = Path(argument)
+    if base is not None:
+        by_id = _history_run(argument, base)
+        if by_id is not None:
+            if _is_run_directory(path):
+                raise RunError(
+                    f"names both a run id in {base} and a directory here; write ./{argument} "
+                    "for the directory, or the run's own directory for the run",
+                    file=argument,
+                )
+            return by_id.resolve()
+    if path.is_dir():
+        current = path / CONTROL_DIR / "current"
+        if current.is_symlink() and (current / SUMMARY_JSON).exists():
+            return current.resolve()  # the run's own directory: its kept copies too
+        if (path / SUMMARY_JSON).exists():
+            return path.resolve()
+        if (path / CONTROL_DIR).is_dir():
+            raise RunError("the output directory has no committed run", file=argument)
+        raise RunError("not a pa-batch output directory (no summary.json)", file=argument)
+    if base is not None:
+        raise RunError(f"no committed run with this id in {base}", file=argument)
+    raise RunError("no such output directory or run", file=argument)
+
+
+def refuse_history_path(path: Path, option: str = "--out") -> None:
+    """A file a reading command writes must never land in a run's history, in a run's own
+    directory, or under a name an output directory publishes: it would replace a committed
+    run's file, or stand in the way of the next run."""
+    absolute = Path(os.path.abspath(path))
+    real = Path(os.path.realpath(path))  # a published name resolves into .pa-batch
+    for where in (absolute, real):
+        if CONTROL_DIR in where.parts:
+            raise RunError(
+                f"inside an output directory's history ({CONTROL_DIR}); choose another {option}",
+                file=str(path),
+            )
+        if (where.parent / SUMMARY_JSON).exists() and (
+            (where.parent / ".committed").exists() or (where.parent / "policy.toml").exists()
+        ):
+            raise RunError(f"inside a run's directory; choose another {option}", file=str(path))
+        if where.name in PUBLISHED_NAMES and (where.parent / CONTROL_DIR).is_dir():
+            raise RunError(
+                f"a name the output directory publishes; choose another {option}",
+                file=str(path),
+            )
+
+
+def _damaged(path: Path, problem: str) -> RunError:
+    return RunError(f"damaged: {problem}", file=str(path))
+
+
+def read_summary(run_dir: Path) -> dict:
+    """A committed run's summary.json, checked to be a JSON object naming the run."""
+    path = run_dir / SUMMARY_JSON
+    with reading_run(run_dir):
+        try:
+            summary = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            raise _damaged(path, "not JSON") from None
+    if not isinstance(summary, dict) or not isinstance(summary.get("run"), dict):
+        raise _damaged(path, "not the shape pa-batch writes")
+    return summary
+
+
+@contextmanager
+def reading_run(run_dir: Path) -> Iterator[None]:
+    """Reading a committed run's files: a run retired meanwhile (--keep-runs of a run that
+    committed since), or a file that cannot be read, fails in one line."""
+    retired = RunError(
+        "the run was retired from the history while it was read (--keep-runs of a newer run)",
+        file=str(run_dir),
+    )
+    try:
+        yield
+    except RunError:
+        if not run_dir.exists():
+            raise retired from None
+        raise
+    except FileNotFoundError as error:
+        if not run_dir.exists():
+            raise retired from None
+        raise RunError("a file of the run is missing", file=str(error.filename)) from None
+    except OSError as error:
+        raise RunError(
+            f"cannot read the run ({error.strerror or type(error).__name__})",
+            file=str(error.filename or run_dir),
+        ) from None
+
+
+# the spreadsheet guard of CSV outputs: a ' put before a leading = + - @ tab CR LF or '
+_SPREADSHEET_GUARD = r"^'(?=[=+\-@\t\r\n'])"
+
+
+def read_run_table(run_dir: Path, name: str, columns: list[str] | None = None) -> pd.DataFrame:
+    """A committed run's ``results`` or ``rejects``, whichever format it wrote. From CSV,
+    every cell is text (empty: missing) with the spreadsheet guard undone, so a claim reads
+    the same from either format. A damaged file fails naming it."""
+    parquet, text = run_dir / f"{name}.parquet", run_dir / f"{name}.csv"
+    with reading_run(run_dir):
+        if parquet.exists():
+            try:
+                # dates as datetime64, not Python dates: those stop at year 9999
+                table = pq.read_table(parquet, columns=columns)
+                return table.to_pandas(date_as_object=False)
+            except (pa.ArrowException, ValueError, OverflowError) as error:
+                problem = f"not a readable Parquet file ({type(error).__name__})"
+                raise _damaged(parquet, problem) from None
+        if not text.exists():
+            if not run_dir.exists():
+                raise FileNotFoundError(2, "retired", str(text))
+            raise RunError(f"no {name} file in the run", file=str(run_dir))
+        try:
+            frame = pd.read_csv(text, dtype="str", keep_default_na=False, usecols=columns)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError):
+            raise _damaged(text, "not a readable CSV file of this run") from None
+    frame = frame.apply(lambda cells: cells.str.replace(_SPREADSHEET_GUARD, "", regex=True))
+    return frame.replace({"": None})

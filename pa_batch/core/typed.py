@@ -1,0 +1,100 @@
+"""Each column of a batch parsed once: typed values, and a flag beside each parsed column that
+is True where a value was present but did not parse.
+
+Data flows down once: the contract (``schemas/claim_extract.py``) checks the flags, and scope,
+facts and results read the typed values. Nothing downstream parses a column again.
+
+Flag columns are named ``<column>__<what>`` (``ndc__invalid``); a failed check on a flag is
+reported against ``<column>``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from pa_batch.core import normalize
+
+# the contract names the flag columns; re-exported here, where the flags are made
+from pa_batch.schemas.claim_extract import FLAG as FLAG
+from pa_batch.schemas.claim_extract import flag as flag
+from pa_batch.schemas.claim_extract import flagged_column as flagged_column
+
+
+def record_columns(records: pd.DataFrame) -> pd.DataFrame:
+    """The columns checked on every record, parsed: ``line_number`` (Int64), ``service_date``
+    (datetime64[s]), ``ndc`` (11 digits), NA where missing or invalid, and their flags."""
+    line_number = normalize.line_number(records["line_number"])
+    service_date = normalize.dates(records["service_date"])
+    ndc = normalize.ndc(records["ndc"])
+    return pd.DataFrame(
+        {
+            "line_number": line_number,
+            "service_date": service_date,
+            "ndc": ndc,
+            flag("line_number"): _failed(records["line_number"], line_number),
+            flag("service_date"): _failed(records["service_date"], service_date),
+            flag("ndc"): _failed(records["ndc"], ndc),
+        },
+        index=records.index,
+    )
+
+
+@dataclass
+class PowderColumns:
+    """The columns checked and used on baclofen powder lines, parsed."""
+
+    values: pd.DataFrame  # typed values and flags, indexed like the lines
+    diagnosis_tokens: pd.DataFrame  # one row per token: row (position in lines), code
+
+    def subset(self, keep: np.ndarray) -> PowderColumns:
+        """The lines where ``keep`` is True, token rows renumbered to match."""
+        new_row = np.cumsum(keep) - 1
+        tokens = self.diagnosis_tokens
+        kept_tokens = tokens[keep[tokens["row"].to_numpy()]]
+        kept_tokens = kept_tokens.assign(row=new_row[kept_tokens["row"].to_numpy()])
+        return PowderColumns(self.values[keep], kept_tokens.reset_index(drop=True))
+
+
+def powder_columns(
+    lines: pd.DataFrame, service_date: pd.Series, policy_version: np.ndarray
+) -> PowderColumns:
+    """Parse strength, unit, birth date, route and diagnosis codes of baclofen powder lines.
+
+    ``policy_version`` is the index of the policy version in force on each line's service
+    date, -1 where none is."""
+    amount = normalize.strength(lines["strength"])
+    unit = normalize.strength_unit(lines["strength_unit"])
+    birth_date = normalize.dates(lines["member_birth_date"])
+    tokens = normalize.diagnosis_tokens(lines["diagnosis_codes"])
+    code = tokens["code"].cat  # each distinct code checked once
+    valid_code = normalize.valid_diagnosis_code(pd.Series(code.categories, dtype="str"))
+    bad_token_rows = tokens["row"].to_numpy()[~valid_code.to_numpy()[code.codes]]
+    bad_diagnosis = np.zeros(len(lines), dtype=bool)
+    bad_diagnosis[bad_token_rows] = True
+    values = pd.DataFrame(
+        {
+            "route": normalize.route(lines["route"]),
+            "amount": amount,
+            "unit_kind": unit["kind"],
+            "unit_factor": unit["factor"],
+            "birth_date": birth_date,
+            "policy_version": policy_version,
+            flag("service_date", "no_policy"): policy_version < 0,
+            flag("member_birth_date"): _failed(lines["member_birth_date"], birth_date),
+            flag("member_birth_date", "after_service"): (birth_date > service_date)
+            .fillna(False)
+            .astype(bool),
+            flag("strength"): _failed(lines["strength"], amount),
+            flag("strength_unit"): _failed(lines["strength_unit"], unit["kind"]),
+            flag("diagnosis_codes"): bad_diagnosis,
+        },
+        index=lines.index,
+    )
+    return PowderColumns(values, tokens)
+
+
+def _failed(given: pd.Series, parsed: pd.Series) -> pd.Series:
+    return (given.notna() & parsed.isna()).astype(bool)

@@ -1,0 +1,259 @@
+"""Engines: where the pure part of each batch (``batch.decide_batch``) runs.
+
+Engines differ only in scheduling. Both hand the pipeline its batches decided and in input
+order; everything that spans batches (duplicate keys, counts, record numbers, the commit)
+stays with the pipeline, so the outputs are the same bytes whichever engine ran.
+
+- ``local``: in this process, the next batch read by a thread meanwhile (Arrow decodes and
+  parses without holding the GIL). Each batch is checked and scoped as it comes
+  (``batch.scope_batch``); the powder lines of consecutive batches are decided together
+  (``batch.decide_scoped``) once there are enough of them to be worth a decision.
+- ``dask``: on the workers of a Dask cluster, an existing one (``--scheduler ADDRESS``) or a
+  local one. The client reads the inputs (so CSV record numbers stay exact and workers need
+  no access to the files), sends each batch to a worker, and takes the decided batches back
+  in order, keeping a bounded number in flight.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import CancelledError
+from contextlib import AbstractContextManager, ExitStack
+
+from pa_batch.core.batch import (
+    Batch,
+    DecidedBatch,
+    ScopedBatch,
+    decide_batch,
+    decide_scoped,
+    scope_batch,
+)
+from pa_batch.core.model import ReferenceData
+from pa_batch.errors import TRANSIENT, RunError
+
+OnRead = Callable[[int], None] | None  # told each batch's record count as it is read
+
+LOCAL = "local"
+# the local engine decides in-scope lines in groups of at least this many (or at once if a
+# batch has as many), and holds no more rejects than this while a group fills
+GROUP_LINES = 1 << 15
+DASK = "dask"
+# A local cluster's dashboard on a port the system picks, on loopback only: a fixed port
+# (distributed's default 8787) is often taken by a notebook or another run, and distributed
+# then warns and moves; a user who wants the dashboard reads its address from the client.
+LOCAL_DASHBOARD = "127.0.0.1:0"
+# a scheduler this command line can reach: TCP, by host (a name, IPv4 or [IPv6]) and port.
+# tls:// needs certificates a command line does not carry; inproc:// lives in one process.
+_SCHEDULER_ADDRESS = re.compile(r"(?:tcp://)?(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):([0-9]{1,5})")
+
+
+def scheduler_address_problem(address: str) -> str | None:
+    """Why ``address`` is no scheduler address a run can use, or None if it is one."""
+    match = _SCHEDULER_ADDRESS.fullmatch(address)
+    if match is None or not 0 < int(match.group(1)) < 65536:
+        return "not a Dask scheduler address: expected tcp://HOST:PORT (or HOST:PORT)"
+    return None
+
+
+class LocalEngine(AbstractContextManager):
+    def __init__(self, reference: ReferenceData):
+        self.reference = reference
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+    def decide(
+        self, batches: Iterable[Batch], source_file: str, on_read: OnRead = None
+    ) -> Iterator[DecidedBatch]:
+        """Scope each batch as it comes (``on_read`` hears its record count); decide the
+        in-scope lines of consecutive batches together until there are ``GROUP_LINES`` of
+        them (a nightly mix has a few hundred powder lines a batch, and deciding them costs
+        about as much as deciding thousands). The outputs are the same bytes however
+        batches are grouped."""
+        group: list[ScopedBatch] = []
+        for batch in read_ahead(batches):
+            scoped = scope_batch(batch, source_file, self.reference)
+            del batch  # the records go before the next batch is read
+            if on_read:
+                on_read(scoped.rows_read)
+            if scoped.line_count >= GROUP_LINES and not group:
+                yield decide_scoped([scoped], source_file, self.reference)
+                continue
+            group.append(scoped.compact())  # only its in-scope lines are kept
+            del scoped
+            held_lines = sum(s.line_count for s in group)
+            held_rejects = sum(len(s.rejects) for s in group)
+            if held_lines >= GROUP_LINES or held_rejects >= GROUP_LINES:
+                yield decide_scoped(group, source_file, self.reference)
+                group = []
+        if group:
+            yield decide_scoped(group, source_file, self.reference)
+
+
+_DONE = object()
+
+
+def read_ahead(items: Iterable, depth: int = 1) -> Iterator:
+    """``items`` in order, the next ``depth`` produced by a thread while the caller works.
+
+    The producer starts an item only once there is room for it: with ``depth`` 1, one item
+    is being worked on and one read, never more (a batch read is a batch held in memory).
+    An exception in the producer is raised here, in the caller's thread, at the point the
+    item would have come; a caller that stops early stops the producer too.
+    """
+    handoff: queue.Queue = queue.Queue()
+    room = threading.Semaphore(depth)
+    stop = threading.Event()
+
+    def wait_for_room() -> bool:
+        """Take a place for one more item unless the caller has stopped; False if it has."""
+        while not stop.is_set():
+            if room.acquire(timeout=0.1):
+                return True
+        return False
+
+    def produce() -> None:
+        iterator = iter(items)
+        try:
+            while wait_for_room():
+                item = next(iterator, _DONE)
+                handoff.put((item, None))
+                if item is _DONE:
+                    return
+        except BaseException as error:  # handed to the caller, raised there
+            handoff.put((_DONE, error))
+        finally:
+            close = getattr(iterator, "close", None)
+            if close is not None:  # a generator closes in the thread that ran it
+                close()
+
+    producer = threading.Thread(target=produce, name="pa-batch-read-ahead", daemon=True)
+    producer.start()
+    try:
+        while True:
+            item, error = handoff.get()
+            room.release()  # the producer may start the next item while this one is worked
+            if error is not None:
+                raise error
+            if item is _DONE:
+                return
+            held = [item]
+            del item
+            yield held.pop()  # this frame keeps no reference while the caller works
+    finally:
+        stop.set()
+        producer.join()
+
+
+class DaskEngine(AbstractContextManager):
+    """Decides batches on a Dask cluster; at most ``in_flight`` batches are out at once.
+
+    A batch whose worker dies is decided again (its future is retried by the scheduler); if
+    the workers holding the scattered reference data all die, the reference data is
+    scattered again and the batches in flight are resubmitted, up to ``RESUBMITS`` times.
+    A cluster with no worker left, or that keeps losing them, fails the run in one line.
+    """
+
+    RESUBMITS = 3
+
+    def __init__(self, reference: ReferenceData, scheduler: str | None, in_flight: int = 0):
+        try:
+            from dask.distributed import Client, LocalCluster
+        except ImportError:
+            raise RunError(
+                "the dask engine needs dask[distributed]: pip install 'pa-batch[dask]'"
+            ) from None
+        self._stack = ExitStack()
+        self._where = scheduler or "the local Dask cluster"
+        try:
+            if scheduler:
+                self.client = self._stack.enter_context(Client(scheduler, timeout="10s"))
+            else:
+                workers = max(1, min(os.cpu_count() or 1, 4))
+                cluster = self._stack.enter_context(
+                    LocalCluster(
+                        n_workers=workers,
+                        threads_per_worker=1,
+                        processes=True,
+                        dashboard_address=LOCAL_DASHBOARD,
+                    )
+                )
+                self.client = self._stack.enter_context(Client(cluster))
+        except (OSError, TimeoutError) as error:
+            self._stack.close()
+            raise RunError(
+                f"cannot reach the Dask scheduler ({type(error).__name__})",
+                file=scheduler,
+                category=TRANSIENT,
+            ) from None
+        except ValueError:  # an address distributed cannot parse or does not serve
+            self._stack.close()
+            raise RunError("not a Dask scheduler address", file=scheduler) from None
+        workers = max(1, len(self.client.scheduler_info().get("workers", {})))
+        self.in_flight = in_flight or 2 * workers
+        self.reference = reference
+        self._scatter()
+
+    def _scatter(self) -> None:
+        """One copy of the reference data on every worker, not one per batch."""
+        if not self.client.scheduler_info().get("workers"):
+            raise RunError(
+                "the Dask cluster has no worker left", file=self._where, category=TRANSIENT
+            )
+        self._reference = self.client.scatter(self.reference, broadcast=True)
+
+    def __exit__(self, *exc) -> None:
+        self._stack.close()
+
+    def _submit(self, batch: Batch, source_file: str):
+        return self.client.submit(
+            decide_batch, batch, source_file, self._reference, pure=False, retries=2
+        )
+
+    def _result(self, batch: Batch, future, source_file: str) -> DecidedBatch:
+        """The decided batch; resubmitted (reference data scattered again) if the cluster
+        lost what it needed."""
+        from dask.distributed import KilledWorker
+
+        for attempt in range(self.RESUBMITS + 1):
+            try:
+                return future.result()
+            except (CancelledError, KilledWorker) as error:  # a lost future, or its data
+                if attempt == self.RESUBMITS:
+                    raise RunError(
+                        f"the Dask cluster kept losing workers ({type(error).__name__}); "
+                        "nothing committed",
+                        file=self._where,
+                        category=TRANSIENT,
+                    ) from None
+                self._scatter()
+                future = self._submit(batch, source_file)
+        raise AssertionError("unreachable")
+
+    def decide(
+        self, batches: Iterable[Batch], source_file: str, on_read: OnRead = None
+    ) -> Iterator[DecidedBatch]:
+        pending: deque = deque()
+        for batch in batches:
+            if on_read:
+                on_read(batch.rows_read)
+            pending.append((batch, self._submit(batch, source_file)))
+            while len(pending) >= self.in_flight:
+                batch, future = pending.popleft()
+                yield self._result(batch, future, source_file)
+        while pending:
+            batch, future = pending.popleft()
+            yield self._result(batch, future, source_file)
+
+
+def open_engine(
+    name: str, reference: ReferenceData, scheduler: str | None = None
+) -> LocalEngine | DaskEngine:
+    if name == DASK:
+        return DaskEngine(reference, scheduler)
+    return LocalEngine(reference)
