@@ -1,10 +1,14 @@
-"""Command line: ``pa-batch run INPUT... --out DIR``. Parses options, calls ``pipeline.run``.
+"""Command line: ``pa-batch run INPUT... --out DIR`` and the reading commands. Parses
+options, calls the library (``pa_batch.api``), renders its events, and maps the outcome to
+an exit code; nothing else.
 
 Every option a deployment sets once can come from a ``PA_BATCH_*`` environment variable
 (``PA_BATCH_OUT``, ``PA_BATCH_REFERENCE_DIR``, ...); a flag on the command line wins.
 
-Exit status: 0 committed; 1 failed, nothing committed (one line naming the file and column);
-2 command-line usage error; 3 committed, but the reject rate exceeded --max-reject-rate.
+Exit status: 0 committed; 1 failed, the input or the command is wrong, nothing committed
+(one line naming the file and column); 2 command-line usage error; 3 committed, but the
+reject rate exceeded --max-reject-rate; 75 failed for a passing cause (the output directory
+locked by another run, a full or failing disk, an unreachable cluster): retry later.
 """
 
 from __future__ import annotations
@@ -12,28 +16,26 @@ from __future__ import annotations
 import codecs
 import contextlib
 import os
-import re
 import sys
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from pa_batch import __version__
 from pa_batch.errors import RunError
+from pa_batch.version import __version__
 
 if TYPE_CHECKING:
-    from pa_batch.run.runlog import RunLog
+    pass
 
 EXIT_OK, EXIT_FAILED, EXIT_OVER_THRESHOLD = 0, 1, 3  # 2, a usage error, is click's own
 
 ENV_PREFIX = "PA_BATCH_"
 MAX_BATCH_ROWS = 1 << 30
-RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 app = typer.Typer(
     name="pa-batch",
@@ -191,8 +193,9 @@ def run(
         str | None,
         typer.Option(
             "--run-id",
-            help="The scheduler's id for this run (letters, digits, . _ -; at most 64); "
-            "default: a fresh one.",
+            help="The scheduler's id for this run (any printable text, at most 250; an "
+            "Airflow run id is one); default: a fresh one. A retry of a committed run with the "
+            "same inputs writes nothing and exits as it did.",
             envvar=_env("RUN_ID"),
         ),
     ] = None,
@@ -234,70 +237,47 @@ def run(
     debug: Annotated[bool, typer.Option("--debug", help="Show a traceback on failure.")] = False,
 ) -> None:
     """Decide every baclofen powder line of INPUT...; write results, rejects and a summary."""
-    from pa_batch.io.commit import new_run_id
-    from pa_batch.run.engines import scheduler_address_problem
-    from pa_batch.run.pipeline import RunOptions
-    from pa_batch.run.pipeline import run as run_pipeline
-    from pa_batch.run.runlog import RunLog
+    from pa_batch import api
+    from pa_batch.io.commit import new_run_id, run_id_problem
+    from pa_batch.runner.engines import scheduler_address_problem
+    from pa_batch.runner.runlog import RunLog
 
     _check_encoding(encoding)
-    if run_id is not None and not RUN_ID_PATTERN.fullmatch(run_id):
-        raise typer.BadParameter(
-            "letters, digits, '.', '_' or '-', at most 64, starting with a letter or digit",
-            param_hint="--run-id",
-        )
+    if run_id is not None and (problem := run_id_problem(run_id)):
+        raise typer.BadParameter(problem, param_hint="--run-id")
     if scheduler and engine != Engine.dask:
         raise typer.BadParameter("needs --engine dask", param_hint="--scheduler")
     if scheduler and (problem := scheduler_address_problem(scheduler)):
         raise typer.BadParameter(problem, param_hint="--scheduler")
     run_id = run_id or new_run_id()
-    log = RunLog(log_format.value, run_id=run_id)
-    options = RunOptions(
-        inputs=inputs,
-        out_dir=out,
-        output_format=output_format.value,
-        reference_dir=reference_dir,
-        max_reject_rate=max_reject_rate,
-        encoding=encoding,
-        run_id=run_id,
-        engine=engine.value,
-        scheduler=scheduler,
-        keep_runs=keep_runs,
-        policy=policy,
-        **({"batch_rows": batch_rows} if batch_rows else {}),
-    )
+    log = RunLog(log_format.value)
     try:
-        report = run_pipeline(options, progress=log)
-    except RunError as error:
-        _fail(log, debug, error.message, file=error.file, column=error.column, out=out)
-    except Exception as error:  # an unexpected failure: its text may quote data, so name the type
-        _fail(
-            log,
-            debug,
-            f"internal error ({type(error).__name__}); rerun with --debug for a traceback",
-            out=out,
+        result = api.run(
+            inputs,
+            out,
+            reference_dir=reference_dir,
+            policy=policy,
+            run_id=run_id,
+            output_format=output_format.value,
+            engine=engine.value,
+            scheduler=scheduler,
+            max_reject_rate=max_reject_rate,
+            batch_rows=batch_rows,
+            keep_runs=keep_runs,
+            encoding=encoding,
+            on_event=log,
         )
-    for warning in report.warnings:
-        log.warning(warning, file=str(out))
-    for notice in report.notices:
-        log.warning(notice)
-    log.committed(
-        out=str(out),
-        rows_read=report.counts.rows_read,
-        outcomes=report.counts.outcomes,
-        reject_rate=report.reject_rate,
-    )
-    status, code = "committed", EXIT_OK
-    if report.over_reject_threshold:
-        log.over_threshold(report.reject_rate, report.options["max_reject_rate"])
-        status, code = "committed_over_threshold", EXIT_OVER_THRESHOLD
-    log.finished(status, code)
+    except RunError as error:  # already told: the run_failed and run_finished events
+        if debug:  # the traceback, then the one line again, last, as without --debug
+            traceback.print_exc()
+            _stderr_line(f"pa-batch: error: {error}")
+        raise typer.Exit(api.exit_code_of(error)) from None
     if log.out_error is not None:
         _stderr_line(
             f"pa-batch: warning: run {run_id} is committed to {out}, but standard output "
             f"could not be written ({log.out_error})"
         )
-    raise typer.Exit(code)
+    raise typer.Exit(result.exit_code)
 
 
 @app.command("runs")
@@ -405,39 +385,6 @@ def _check_encoding(encoding: str) -> None:
     # rot13, hex, base64, zlib... are codecs, but not encodings of text
     if not getattr(codec, "_is_text_encoding", True):
         raise typer.BadParameter("not a text encoding", param_hint="--encoding")
-
-
-def _fail(
-    log: RunLog,
-    debug: bool,
-    message: str,
-    *,
-    file: str | None = None,
-    column: str | None = None,
-    out: Path,
-) -> NoReturn:
-    from datetime import UTC, datetime
-
-    from pa_batch.io.commit import record_failure
-
-    if debug:
-        traceback.print_exc()
-    log.failed(message, file=file, column=column)
-    record_failure(
-        out,
-        {
-            "run_id": log.run_id,
-            "status": "failed",
-            "failed_at": datetime.now(UTC).replace(microsecond=0).isoformat(),
-            "exit_code": EXIT_FAILED,
-            "error": message,
-            "file": file,
-            "column": column,
-            "pa_batch_version": __version__,
-        },
-    )
-    log.finished("failed", EXIT_FAILED)
-    raise typer.Exit(EXIT_FAILED)
 
 
 def _stderr_line(text: str) -> None:

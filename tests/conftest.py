@@ -32,7 +32,7 @@ def dask_scheduler():
     """A real Dask cluster of two worker processes, for the whole session."""
     from dask.distributed import LocalCluster
 
-    from pa_batch.run.engines import LOCAL_DASHBOARD
+    from pa_batch.runner.engines import LOCAL_DASHBOARD
 
     with (
         held_port(8787),

@@ -101,3 +101,14 @@ def held_port(port: int) -> Iterator[None]:
         yield
     finally:
         holder.close()
+
+
+def nothing_published(out: Path) -> bool:
+    """A failed first run published nothing: DIR holds at most its control directory, with
+    the attempt's own records (last_attempt.json, failures/) and no run."""
+    if not out.exists():
+        return True
+    control = out / ".pa-batch"
+    return [p.name for p in out.iterdir()] == [".pa-batch"] and not (
+        {p.name for p in control.iterdir()} - {"last_attempt.json", "failures", "lock"}
+    )

@@ -139,11 +139,20 @@ def test_runs_of_a_directory_that_is_no_output_fails_in_one_line(tmp_path):
     )
 
 
-def test_a_failure_before_any_history_leaves_no_record_behind(tmp_path):
+def test_a_failure_before_any_history_leaves_only_its_attempt_record(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
-    assert _cli("run", tmp_path / "absent.csv", "--out", out).exit_code == 1
-    assert list(out.iterdir()) == []
+    assert _cli("run", tmp_path / "absent.csv", "--out", out, "--run-id", "first").exit_code == 1
+    assert [p.name for p in out.iterdir()] == [".pa-batch"]  # nothing published
+    assert sorted(os.listdir(out / ".pa-batch")) == ["failures", "last_attempt.json"]
+    attempt = json.loads((out / ".pa-batch" / "last_attempt.json").read_text())
+    assert {k: attempt[k] for k in ("run_id", "status", "exit_code", "category")} == {
+        "run_id": "first",
+        "status": "failed",
+        "exit_code": 1,
+        "category": "input",
+    }
+    assert attempt["error"] == "file not found" and attempt["file"] == str(tmp_path / "absent.csv")
 
 
 # --- diff ------------------------------------------------------------------------------------

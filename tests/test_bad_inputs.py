@@ -96,5 +96,5 @@ def test_bad_input(case, tmp_path, engine):
     if before is not None:
         assert visible_state(out) == before
         leftovers = {p.name for p in (out / ".pa-batch").iterdir()} - {"failures"}
-        assert leftovers == {"current", "lock", "runs"}
+        assert leftovers == {"current", "lock", "runs", "last_attempt.json"}
         assert len(os.listdir(out / ".pa-batch" / "runs")) == 1  # a failed run adds none

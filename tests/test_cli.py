@@ -158,9 +158,8 @@ def test_progress_goes_to_a_terminal_only(write_csv, tmp_path, monkeypatch):
 
     monkeypatch.setenv("COLUMNS", "400")  # a terminal wide enough for the temporary path
 
-    from pa_batch.run.pipeline import RunOptions
-    from pa_batch.run.pipeline import run as run_pipeline
-    from pa_batch.run.runlog import RunLog
+    import pa_batch
+    from pa_batch.runner.runlog import RunLog
 
     class Terminal(io.StringIO):
         def isatty(self) -> bool:
@@ -169,11 +168,7 @@ def test_progress_goes_to_a_terminal_only(write_csv, tmp_path, monkeypatch):
     extract = write_csv([LINE] * 3)
     for err, on_terminal in ((Terminal(), True), (io.StringIO(), False)):
         log = RunLog("text", out=io.StringIO(), err=err)
-        run_pipeline(RunOptions([extract], tmp_path / "out", batch_rows=2), progress=log)
-        outcomes = dict.fromkeys(
-            ("approved", "denied", "investigational", "out_of_scope", "rejected"), 0
-        )
-        log.committed(out="out", rows_read=3, outcomes=outcomes, reject_rate=0)
+        pa_batch.run([extract], tmp_path / f"out{on_terminal}", batch_rows=2, on_event=log)
         shown = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", err.getvalue())
         if not on_terminal:
             assert shown == ""

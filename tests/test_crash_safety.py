@@ -199,7 +199,7 @@ main()
 def _assert_no_debris(out: Path) -> None:
     """Only the control files and committed runs of the history: no staging, no run a killed
     commit never made current."""
-    assert sorted(os.listdir(out / ".pa-batch")) == ["current", "lock", "runs"]
+    assert sorted(os.listdir(out / ".pa-batch")) == ["current", "last_attempt.json", "lock", "runs"]
     for run_dir in (out / ".pa-batch" / "runs").iterdir():
         assert (run_dir / ".committed").exists(), run_dir.name
         assert (run_dir / "summary.json").exists(), run_dir.name
@@ -328,10 +328,10 @@ def test_two_processes_into_one_directory_the_second_fails_fast(runs, tmp_path):
             first.send_signal(signal.SIGCONT)
         first_stdout = first.stdout.read()
         first.wait(timeout=120)
-    assert second.returncode == 1
+    assert second.returncode == 75  # EX_TEMPFAIL: a scheduler retries it later
     failed, finished = (json.loads(line) for line in second.stdout.splitlines()[-2:])
     assert failed["error"] == "another pa-batch run is writing to this output directory"
-    assert failed["file"] == str(out)
-    assert finished["exit_code"] == 1
+    assert failed["file"] == str(out) and failed["category"] == "transient"
+    assert finished["exit_code"] == 75
     assert first.returncode == 0, first_stdout
     assert _comparable(_visible(out)) == runs["b"]

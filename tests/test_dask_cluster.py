@@ -14,7 +14,7 @@ from helpers import HEADER, held_port
 from typer.testing import CliRunner
 
 from pa_batch.cli import app
-from pa_batch.run import engines
+from pa_batch.runner import engines
 
 pytestmark = pytest.mark.dask
 

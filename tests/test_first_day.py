@@ -18,7 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from helpers import HEADER, SAMPLE_DATA, VALID_LINE
+from helpers import HEADER, SAMPLE_DATA, VALID_LINE, nothing_published
 from typer.testing import CliRunner
 
 from pa_batch.cli import app
@@ -90,19 +90,21 @@ def test_a_failed_run_logs_its_run_id_too(tmp_path):
     assert {json.loads(line)["run_id"] for line in result.stdout.splitlines()} == {"r1"}
 
 
-@pytest.mark.parametrize("run_id", ["../escape", "a/b", "", "x" * 65, "-leading-dash"])
-def test_a_run_id_that_is_no_directory_name_is_a_usage_error(write_csv, tmp_path, run_id):
+@pytest.mark.parametrize("run_id", ["", "x" * 251, "a\nb", " padded", "tab\there"])
+def test_a_run_id_that_is_not_printable_text_is_a_usage_error(write_csv, tmp_path, run_id):
     result = _cli("run", write_csv([LINE]), "--out", tmp_path / "out", "--run-id", run_id)
     assert result.exit_code == 2
-    assert not (tmp_path / "out").exists()
+    assert "printable characters" in result.output
+    assert nothing_published(tmp_path / "out")
 
 
-def test_a_run_id_already_in_the_directory_fails_naming_it(write_csv, tmp_path):
+def test_a_run_id_already_committed_with_other_inputs_fails_naming_it(write_csv, tmp_path):
     out = tmp_path / "out"
     assert _cli("run", write_csv([LINE]), "--out", out, "--run-id", "r1").exit_code == 0
-    again = _cli("run", write_csv([LINE]), "--out", out, "--run-id", "r1")
+    other = write_csv([LINE.replace("C1,", "C2,")])
+    again = _cli("run", other, "--out", out, "--run-id", "r1")
     assert again.exit_code == 1
-    assert "a run with this id is already in the output directory" in again.stderr
+    assert "run id 'r1' is already committed here with other inputs" in again.stderr
 
 
 def test_options_come_from_pa_batch_environment_variables(write_csv, tmp_path):
@@ -141,7 +143,9 @@ def test_a_users_file_under_an_output_name_is_never_replaced(write_csv, tmp_path
         "output; move it or choose another --out"
     )
     assert (out / name).read_text() == "mine\n" and not (out / name).is_symlink()
-    assert sorted(p.name for p in out.iterdir()) == [name]  # nothing created beside it
+    # nothing created beside it but the attempt's record, in the control directory
+    assert sorted(p.name for p in out.iterdir()) == [".pa-batch", name]
+    assert sorted(os.listdir(out / ".pa-batch")) == ["failures", "last_attempt.json"]
 
 
 def test_a_users_symlink_under_an_output_name_is_not_taken_for_ours(write_csv, tmp_path):

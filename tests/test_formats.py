@@ -290,7 +290,7 @@ def test_grouping_batches_for_the_decision_changes_no_byte(run_cli, tmp_path, mo
     import sys
 
     from pa_batch.io import tables
-    from pa_batch.run import engines
+    from pa_batch.runner import engines
 
     extract = tmp_path / "extract.csv"
     generator = Path(__file__).parent.parent / "bench" / "extracts.py"

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pa_batch.run.pipeline import RunOptions, run
+from pa_batch.runner.pipeline import RunOptions, run
 
 COLUMNS = ["claim_id", "line_number", "member_id", "member_birth_date", "service_date", "ndc",
            "drug_name", "route", "strength", "strength_unit", "diagnosis_codes"]  # fmt: skip

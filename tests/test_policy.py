@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from helpers import HEADER
+from helpers import HEADER, nothing_published
 from typer.testing import CliRunner
 
 from pa_batch.cli import app
@@ -131,7 +131,7 @@ def test_an_invalid_definition_fails_naming_the_key(tmp_path, change, message):
     assert result.exit_code == 1
     line = result.stderr.strip()
     assert line.startswith(f"pa-batch: error: {policy}: {message}"), line
-    assert not (tmp_path / "out").exists()
+    assert nothing_published(tmp_path / "out")
 
 
 def test_overlapping_versions_fail_naming_both(tmp_path):

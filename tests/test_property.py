@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from pa_batch.core.batch import Batch, decide_batch
 from pa_batch.io.inputs import text_records
 from pa_batch.policy.reference import load_reference
-from pa_batch.run.state import ClaimKeyRegistry, finish_batch
+from pa_batch.runner.state import ClaimKeyRegistry, finish_batch
 
 # ---- an independent, deliberately plain reference of the policy -------------------------
 

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pa_batch.run import state
-from pa_batch.run.state import ClaimKeyRegistry
+from pa_batch.runner import state
+from pa_batch.runner.state import ClaimKeyRegistry
 
 keys_strategy = st.lists(st.sampled_from([f"C{i}\x1f{j}" for i in range(12) for j in (1, 2)]))
 

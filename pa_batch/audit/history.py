@@ -20,7 +20,13 @@ import pyarrow.parquet as pq
 
 from pa_batch.core.outcomes import OUTCOMES
 from pa_batch.errors import RunError
-from pa_batch.io.commit import CONTROL_DIR, PUBLISHED_NAMES, committed_runs, current_run_name
+from pa_batch.io.commit import (
+    CONTROL_DIR,
+    PUBLISHED_NAMES,
+    committed_runs,
+    current_run_name,
+    run_dir_name,
+)
 
 SUMMARY_JSON = "summary.json"
 DAMAGED = "damaged"
@@ -63,7 +69,7 @@ def _committed_entry(run_dir: Path, current: bool, order: int) -> RunEntry:
     try:
         run, counts = summary["run"], summary["counts"]
         return RunEntry(
-            id=run_dir.name,
+            id=str(run.get("id") or run_dir.name),  # the id as given, not its directory name
             finished_at=str(run.get("finished_at") or run.get("started_at", "")),
             status=str(run.get("status", "committed")),
             inputs=len(summary.get("inputs", [])),
@@ -161,9 +167,9 @@ def _is_run_directory(path: Path) -> bool:
 
 def _history_run(argument: str, base: Path) -> Path | None:
     """The committed run ``argument`` names by id in ``base``'s history, or None."""
-    if not argument or argument in (".", "..") or "/" in argument or os.sep in argument:
+    if not argument:
         return None
-    candidate = base / CONTROL_DIR / "runs" / argument
+    candidate = base / CONTROL_DIR / "runs" / run_dir_name(argument)
     if candidate in committed_runs(base / CONTROL_DIR):
         return candidate
     return None

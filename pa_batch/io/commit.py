@@ -22,8 +22,10 @@ symlink behind, all invisible to readers of DIR; the next run removes them.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
+import re
 import shutil
 import uuid
 from pathlib import Path
@@ -57,9 +59,10 @@ class OutputDirectory:
         self.out_dir = out_dir
         self.keep_runs = keep_runs
         self.control = out_dir / CONTROL_DIR
-        self.run_id = run_id or new_run_id()
-        self.staging = self.control / f"staging-{self.run_id}"
-        self.scratch = self.control / f"scratch-{self.run_id}"  # working files, never published
+        self.run_id = run_id or new_run_id()  # exactly as given: summary.json keeps it
+        self.name = run_dir_name(self.run_id)  # the run's directory name under runs/
+        self.staging = self.control / f"staging-{self.name}"
+        self.scratch = self.control / f"scratch-{self.name}"  # working files, never published
         self.warnings: list[str] = []  # cleanup problems after the commit: the run stands
         self._lock_file: int | None = None
 
@@ -102,7 +105,7 @@ class OutputDirectory:
                 file=str(self.control),
                 category=os_error_category(error),
             ) from None
-        if (self.control / "runs" / self.run_id).exists():
+        if (self.control / "runs" / self.name).exists():
             self.close()
             raise RunError(
                 "a run with this id is already in the output directory; give a new --run-id",
@@ -154,7 +157,7 @@ class OutputDirectory:
         for staged in self.staging.iterdir():  # the published names and the run's own copies
             os.chmod(staged, FILE_MODE)
             _fsync(staged)
-        run_dir = self.control / "runs" / self.run_id
+        run_dir = self.control / "runs" / self.name
         run_dir.parent.mkdir(exist_ok=True, mode=DIR_MODE)
         os.rename(self.staging, run_dir)
         _fsync(run_dir.parent)
@@ -167,7 +170,7 @@ class OutputDirectory:
                 _atomic_symlink(target, link)
         _fsync(self.out_dir)
         previous = self._current_target()
-        _atomic_symlink(Path("runs") / self.run_id, self.control / "current")
+        _atomic_symlink(Path("runs") / self.name, self.control / "current")
         # Committed: the directory serves the new run from here on. What follows is tidying;
         # a failure of it is a warning (the next run tidies again), never "nothing committed".
         del previous  # kept in the history until --keep-runs retires it
@@ -223,7 +226,7 @@ class OutputDirectory:
         """
         committed = committed_runs(self.control)
         for entry in committed[self.keep_runs :]:
-            if entry.name != self.run_id:
+            if entry.name != self.name:
                 retired = self.control / f"{RETIRED_PREFIX}{entry.name}"
                 os.rename(entry, retired)
                 shutil.rmtree(retired)
@@ -284,8 +287,9 @@ def record_failure(out_dir: Path, record: dict) -> None:
         if not (out_dir / CONTROL_DIR).is_dir():  # no history to stand beside: nothing made
             return
         make_directories(failures)
-        target = failures / f"{record['run_id']}.json"
-        temporary = failures / f".{record['run_id']}.json.tmp"
+        name = run_dir_name(record["run_id"])
+        target = failures / f"{name}.json"
+        temporary = failures / f".{name}.json.tmp"
         temporary.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
         os.chmod(temporary, FILE_MODE)
         os.replace(temporary, target)
@@ -293,6 +297,49 @@ def record_failure(out_dir: Path, record: dict) -> None:
             :-KEEP_FAILURES
         ]:
             old.unlink()
+    except OSError:
+        return
+
+
+LAST_ATTEMPT = "last_attempt.json"  # in DIR/.pa-batch: what the latest attempt came to
+MAX_RUN_ID = 250
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def run_id_problem(run_id: str) -> str | None:
+    """Why ``run_id`` cannot name a run, or None: any printable text of 1 to 250 characters
+    (an orchestrator's own id, ``scheduled__2024-01-01T00:00:00+00:00``, is one)."""
+    if not 0 < len(run_id) <= MAX_RUN_ID or not run_id.isprintable() or run_id != run_id.strip():
+        return f"1 to {MAX_RUN_ID} printable characters, no leading or trailing space"
+    return None
+
+
+def run_dir_name(run_id: str) -> str:
+    """The directory (and file) name of a run id under DIR/.pa-batch.
+
+    An id of letters, digits, ``.``, ``_`` and ``-`` (at most 64, not starting with a mark) is
+    its own name. Any other id is named by a readable slug, ``~`` and 16 hex digits of its
+    SHA-256 (``scheduled__2024-01-01T00_00_00_00_00~3f2a...``): ``~`` never occurs in an id
+    named by itself, so two ids never share a name (short of a 64-bit hash collision), and
+    the name is safe on every file system and object store.
+    """
+    if _SAFE_NAME.fullmatch(run_id):
+        return run_id
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", run_id).strip("._-")[:48] or "run"
+    return f"{slug}~{hashlib.sha256(run_id.encode('utf-8')).hexdigest()[:16]}"
+
+
+def write_last_attempt(out_dir: Path, record: dict) -> None:
+    """``DIR/.pa-batch/last_attempt.json``: what the latest attempt came to, committed or
+    failed, first run included (DIR and its control directory are made for it). Best
+    effort: a directory that cannot take it (the very failure, perhaps) is left alone."""
+    control = out_dir / CONTROL_DIR
+    try:
+        make_directories(control)
+        temporary = control / f".{LAST_ATTEMPT}.{uuid.uuid4().hex[:8]}.tmp"
+        temporary.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        os.chmod(temporary, FILE_MODE)
+        os.replace(temporary, control / LAST_ATTEMPT)
     except OSError:
         return
 

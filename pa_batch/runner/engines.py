@@ -161,7 +161,9 @@ class DaskEngine(AbstractContextManager):
 
     RESUBMITS = 3
 
-    def __init__(self, reference: ReferenceData, scheduler: str | None, in_flight: int = 0):
+    def __init__(
+        self, reference: ReferenceData, scheduler: str | None, in_flight: int = 0, client=None
+    ):
         try:
             from dask.distributed import Client, LocalCluster
         except ImportError:
@@ -171,7 +173,9 @@ class DaskEngine(AbstractContextManager):
         self._stack = ExitStack()
         self._where = scheduler or "the local Dask cluster"
         try:
-            if scheduler:
+            if client is not None:  # the caller's cluster: used, never closed here
+                self.client = client
+            elif scheduler:
                 self.client = self._stack.enter_context(Client(scheduler, timeout="10s"))
             else:
                 workers = max(1, min(os.cpu_count() or 1, 4))
@@ -252,8 +256,8 @@ class DaskEngine(AbstractContextManager):
 
 
 def open_engine(
-    name: str, reference: ReferenceData, scheduler: str | None = None
+    name: str, reference: ReferenceData, scheduler: str | None = None, client=None
 ) -> LocalEngine | DaskEngine:
     if name == DASK:
-        return DaskEngine(reference, scheduler)
+        return DaskEngine(reference, scheduler, client=client)
     return LocalEngine(reference)

@@ -31,11 +31,11 @@ from pa_batch.io.commit import DEFAULT_KEEP_RUNS, OutputDirectory
 from pa_batch.io.tables import TableWriter
 from pa_batch.policy.definition import PolicyDefinition, load_policy
 from pa_batch.policy.reference import load_reference
-from pa_batch.run.engines import LOCAL, open_engine
-from pa_batch.run.report import summary_html
-from pa_batch.run.runlog import RunLog
-from pa_batch.run.state import ClaimKeyRegistry, finish_batch
-from pa_batch.run.summary import InputRecord, RunReport, summary_json, summary_markdown
+from pa_batch.runner.engines import LOCAL, open_engine
+from pa_batch.runner.events import Events
+from pa_batch.runner.report import summary_html
+from pa_batch.runner.state import ClaimKeyRegistry, finish_batch
+from pa_batch.runner.summary import InputRecord, RunReport, summary_json, summary_markdown
 from pa_batch.schemas.outputs import REJECTS_SCHEMA, RESULTS_SCHEMA
 
 SUMMARY_JSON = "summary.json"
@@ -99,10 +99,11 @@ class Execution:
     results_written: int = 0
 
 
-def run(options: RunOptions, progress: RunLog | None = None) -> RunReport:
+def run(options: RunOptions, progress: Events | None = None, client=None) -> RunReport:
     """Process every input into ``options.out_dir``; raise RunError if nothing is committed.
 
-    ``progress``, if given, hears of each input and batch as it is read.
+    ``progress``, if given, hears of each input and batch as it is read; ``client``, a
+    connected ``distributed.Client``, is the dask engine's cluster when given.
     """
     started = time.monotonic()
     started_at = _now()
@@ -110,7 +111,7 @@ def run(options: RunOptions, progress: RunLog | None = None) -> RunReport:
     output = OutputDirectory(options.out_dir, options.run_id, options.keep_runs)
     output.open(plan.published)
     try:
-        execution = execute(plan, options, output, progress)
+        execution = execute(plan, options, output, progress, client)
         reconcile(execution.counts, execution.results_written)
         report = RunReport(
             policy=plan.policy,
@@ -160,7 +161,11 @@ def make_plan(options: RunOptions) -> Plan:
 
 
 def execute(
-    plan: Plan, options: RunOptions, output: OutputDirectory, progress: RunLog | None
+    plan: Plan,
+    options: RunOptions,
+    output: OutputDirectory,
+    progress: Events | None,
+    client=None,
 ) -> Execution:
     """Every batch of every extract decided on the engine, in input order, the run state
     applied, results and rejects streamed to the staging directory."""
@@ -168,7 +173,7 @@ def execute(
     results = TableWriter(output.path(plan.results_name), RESULTS_SCHEMA, options.output_format)
     rejects = TableWriter(output.path(plan.rejects_name), REJECTS_SCHEMA, options.output_format)
     with (
-        open_engine(options.engine, plan.reference, options.scheduler) as engine,
+        open_engine(options.engine, plan.reference, options.scheduler, client) as engine,
         ClaimKeyRegistry(output.scratch) as claim_keys,  # keys spill beside the outputs
     ):
         for extract in plan.extracts:
@@ -203,7 +208,7 @@ def _execute_extract(extract, engine, claim_keys, results, rejects, options, pro
 
 
 def _progress_reporter(
-    label: str, progress: RunLog | None, execution: Execution
+    label: str, progress: Events | None, execution: Execution
 ) -> Callable[[int], None]:
     """Progress as records are read (an engine may decide several batches at once)."""
     read_in_input = 0

@@ -16,7 +16,7 @@ DECISION_COLORS = (("approved", "#1a7f37"), ("denied", "#b42318"), ("investigati
 
 def summary_html(summary: dict) -> str:
     environment = Environment(
-        loader=PackageLoader("pa_batch.run", "templates"),
+        loader=PackageLoader("pa_batch.runner", "templates"),
         autoescape=select_autoescape(["html", "j2"]),
         undefined=StrictUndefined,
         keep_trailing_newline=True,

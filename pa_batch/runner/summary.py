@@ -10,13 +10,13 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
-from pa_batch import __version__
 from pa_batch.core.counts import Counts
 from pa_batch.core.model import PolicyDefinition, ReferenceSource
 from pa_batch.core.outcomes import OUTCOMES
 from pa_batch.core.rules import ADVISORIES, CRITERIA
 from pa_batch.policy import icd10cm
 from pa_batch.schemas.claim_extract import REJECT_CODES
+from pa_batch.version import __version__
 
 POWDER_LINE_KINDS = ("yes", "no", "unknown")
 DECISIONS = OUTCOMES[:3]  # approved, denied, investigational
