@@ -8,7 +8,7 @@ PIP := $(BIN)/python -m pip install --quiet --constraint constraints.txt
 SOURCES := $(shell find pa_batch schemas -name '*.py' -o -name '*.csv' -o -name '*.toml' -o -name '*.j2' -o -name '*.txt' -o -name 'py.typed') pyproject.toml
 OUT ?= out/sample
 
-.PHONY: run test test-fast lint bench sample-data docs constraints clean
+.PHONY: run test test-fast test-floors lint bench sample-data docs constraints clean
 
 run: $(VENV)/.installed
 	$(BIN)/pa-batch run sample_data/claims.csv --out $(OUT) --reference-dir sample_data/reference
@@ -22,10 +22,23 @@ test: $(VENV)/.installed $(VENV)/.test-deps
 test-fast: $(VENV)/.installed $(VENV)/.test-deps
 	$(BIN)/pytest -n auto -m "not slow and not dask and not browser and not subprocess"
 
+# the floors pyproject.toml declares, proven: a venv of exactly those versions (test tools
+# at any version that installs beside them) runs the fast tests
+FLOORS := .venv-floors
+test-floors:
+	rm -rf $(FLOORS)
+	$(PYTHON) -m venv $(FLOORS)
+	$(FLOORS)/bin/python -m pip install --quiet --upgrade pip
+	$(FLOORS)/bin/python -m pip install --quiet . $$($(PYTHON) tools/floors.py) pytest \
+		pytest-xdist hypothesis markdown-it-py duckdb simple-icd-10-cm==1.5.0
+	$(FLOORS)/bin/python -m pip list 2>/dev/null | grep -iE '^(numpy|pandas|pandera|pyarrow|typer|rich|jinja2) '
+	$(FLOORS)/bin/pytest -n auto -p no:cacheprovider \
+		-m "not slow and not dask and not browser and not subprocess"
+
 # style, types, and the layering of the rooms (import-linter contracts in pyproject.toml)
 lint: $(VENV)/.installed $(VENV)/.dev-deps
-	$(BIN)/ruff check pa_batch schemas tests bench sample_data tools
-	$(BIN)/ruff format --check pa_batch schemas tests bench sample_data tools
+	$(BIN)/ruff check pa_batch schemas tests bench sample_data tools examples
+	$(BIN)/ruff format --check pa_batch schemas tests bench sample_data tools examples
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
@@ -67,4 +80,4 @@ $(VENV)/.installed: $(VENV)/.deps $(SOURCES)
 	touch $@
 
 clean:
-	rm -rf $(VENV) build out *.egg-info .pytest_cache .hypothesis
+	rm -rf $(VENV) $(FLOORS) build out *.egg-info .pytest_cache .hypothesis

@@ -1,4 +1,5 @@
-"""Defects found by an adversarial review, each pinned by a test. The hostile files themselves
+"""Awkward headers, output paths that cannot take a run, cleanup that fails after a commit,
+and cells written to the rejects as given. The hostile files themselves
 are in the bad-input corpus (tests/bad_inputs/cases.csv): a quoted line break in a header
 cell, a file with no header row, upper-case extensions, a header-only file without its final
 newline, invalid UTF-8 in Parquet, a reference row with an extra field, a blank line before
