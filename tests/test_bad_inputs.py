@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -30,8 +31,14 @@ OUTCOMES = ("approved", "denied", "investigational", "out_of_scope", "rejected")
 DATA_VALUES = ("1980-01-02", "BACLOFEN", "G35")  # in every corpus record; never in a message
 
 
-def invoke(file: Path, args: str, out: Path, env: str = "", engine: list[str] = ()) -> Run:
-    extra = [*shlex.split(args.replace("{corpus}", str(CORPUS))), *engine]
+def invoke(
+    file: Path, args: str, out: Path, env: str = "", engine: list[str] = (), scratch: Path = CORPUS
+) -> Run:
+    """Run one case. ``{corpus}`` in its arguments is the corpus; ``{scratch}``, a copy of it
+    made for the case, where the run may leave records (an output directory of the corpus:
+    the failed attempt's last_attempt.json must not land in the repository)."""
+    arguments = args.replace("{corpus}", str(CORPUS)).replace("{scratch}", str(scratch))
+    extra = [*shlex.split(arguments), *engine]
     if "--out" not in extra:
         extra += ["--out", str(out)]
     if env:
@@ -68,7 +75,10 @@ def test_bad_input(case, tmp_path, engine):
         assert invoke(CORPUS / "crlf.csv", "", out).exit_code == 0
     before = visible_state(out) if out.exists() else None
 
-    run = invoke(CORPUS / case["file"], case["args"], out, case["env"], engine)
+    scratch = tmp_path / "corpus"
+    if "{scratch}" in case["args"]:
+        shutil.copytree(CORPUS, scratch, symlinks=True)
+    run = invoke(CORPUS / case["file"], case["args"], out, case["env"], engine, scratch)
 
     assert run.exit_code == expected_exit, run.output
     assert "internal error" not in run.output
