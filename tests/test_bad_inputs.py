@@ -67,7 +67,14 @@ def test_corpus_files_all_have_a_case():
     assert {name for name in on_disk - listed if name not in folders_named_in_args} == set()
 
 
-@pytest.mark.parametrize("case", CASES.to_dict("records"), ids=CASES["case"].tolist())
+# a case with an environment runs the console script in a process of its own
+CASE_PARAMS = [
+    pytest.param(case, id=case["case"], marks=[pytest.mark.subprocess] if case["env"] else [])
+    for case in CASES.to_dict("records")
+]
+
+
+@pytest.mark.parametrize("case", CASE_PARAMS)
 def test_bad_input(case, tmp_path, engine):
     out = tmp_path / "out"
     expected_exit = int(case["exit"])
