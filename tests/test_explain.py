@@ -43,8 +43,9 @@ def test_the_explanation_agrees_with_the_decision(decided_run, case):
     result = _cli("explain", out, case["case"], "--json")
     assert result.exit_code == 0, result.output
     (line,) = json.loads(result.output)["lines"]
-    unmet = [c["code"] for c in line["criteria"] if not c["met"]]
+    unmet = [c["code"] for c in line["criteria"] if c["status"] == "fail"]
     assert "|".join(unmet) == case["reasons"]
+    assert {c["status"] for c in line["criteria"]} <= {"pass", "fail", "n/a"}
     assert line["decision"] == case["decision"]
     assert "|".join(a["code"] for a in line["advisories"]) == case["advisories"]
     assert (line["approval"]["end"] or "") == case["approval_end"]
@@ -52,7 +53,8 @@ def test_the_explanation_agrees_with_the_decision(decided_run, case):
     text = _cli("explain", out, case["case"]).output
     assert f"decision: {case['decision']}" in text
     for code in unmet:
-        assert f"[NOT MET] {code}:" in text
+        assert f"[FAIL \u2192 {code}]" in text
+    assert "None" not in text and "[met" not in text
 
 
 def test_a_shortage_approval_quotes_the_shortage_row(decided_run):
@@ -128,3 +130,54 @@ def test_explain_takes_a_run_id_in_a_history(tmp_path):
     result = _cli("explain", "first", "RX24000008", "--in", out, "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["run"]["id"] == "first"
+
+
+def test_clauses_and_advisories_quote_the_version_that_decided_the_line(tmp_path):
+    """Under a version whose oral limit is 25 mg and oral age 10, a 25 mg line passes "oral
+    dose within the limit" and every clause says 25 mg and 10 years, never the shipped 20 and
+    12; a criterion that does not apply to the route states no finding."""
+    from importlib import resources
+
+    shipped = resources.files("pa_batch.policy.data").joinpath("baclofen-powder.toml").read_text()
+    policy = tmp_path / "policy.toml"
+    policy.write_text(
+        shipped.replace('version = "2024.1"', 'version = "2025.2"')
+        .replace("oral_max_mg_per_unit = 20.0", "oral_max_mg_per_unit = 25.0")
+        .replace("oral_pediatric_age = 12", "oral_pediatric_age = 10")
+    )
+    extract = tmp_path / "claims.csv"
+    extract.write_text(
+        "claim_id,line_number,member_id,member_birth_date,service_date,ndc,drug_name,route,"
+        "strength,strength_unit,diagnosis_codes\n"
+        "C1,1,M1,2016-01-02,2024-05-01,00000-0000-00,BACLOFEN POWDER,oral,25,mg,G35\n"
+    )
+    out = tmp_path / "out"
+    assert _cli("run", extract, "--out", out, "--policy", policy).exit_code == 0
+    (line,) = json.loads(_cli("explain", out, "C1", "--json").output)["lines"]
+    by_name = {c["name"]: c for c in line["criteria"]}
+    oral = by_name["oral dose within the limit"]
+    assert (oral["status"], oral["code"], oral["observed"]) == (
+        "pass",
+        "ORAL_DOSE_EXCEEDS_LIMIT",
+        "25 mg",
+    )
+    assert oral["requirement"] == "at most 25 mg per unit (policy version 2025.2)"
+    assert oral["clause"] == "The requested oral dose does not exceed 25 mg per unit."
+    unit = by_name["a unit that fits the route"]
+    assert "25 mg per unit" in unit["clause"] and "20 mg" not in unit["clause"]
+    intrathecal = by_name["intrathecal concentration within the limit"]
+    assert (intrathecal["status"], intrathecal["observed"], intrathecal["finding"]) == (
+        "n/a",
+        None,
+        None,
+    )
+    (advisory,) = line["advisories"]
+    assert advisory["code"] == "PEDIATRIC_ORAL_UNDER_12"  # the code stays; the text says 10
+    assert advisory["clause"] == "Safety and efficacy are not established under 10 years (oral)."
+    assert line["in_scope_by"] == "ndc" or line["in_scope_by"] in ("name", "both")
+    text = _cli("explain", out, "C1").output
+    assert (
+        "[pass] oral dose within the limit: observed 25 mg; requires at most 25 mg per unit" in text
+    )
+    assert "[n/a] intrathecal concentration within the limit: not evaluated for this route" in text
+    assert "20 mg" not in text and "12 years" not in text and "None" not in text

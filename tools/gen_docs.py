@@ -39,12 +39,21 @@ def _cell(text: str) -> str:
 
 
 def reason_code_table() -> str:
+    """The registry's criteria and advisories; clauses with the shipped version's terms."""
+    from pa_batch.policy.definition import load_policy
+
+    shipped = load_policy().versions[-1]
     rows = [
-        "| code | decision it forces | reported when | policy sentence |",
-        "|---|---|---|---|",
-        *[f"| `{c.code}` | {c.forces} | {c.when} | {c.clause} |" for c in CRITERIA],
+        "| code | criterion (as explain names it) | decision it forces | reported when "
+        "| policy sentence |",
+        "|---|---|---|---|---|",
         *[
-            f"| `{a.code}` | advisory (never changes it) | {a.when} | {a.clause} |"
+            f"| `{c.code}` | {c.name} | {c.forces} | {c.when} | {c.clause_under(shipped)} |"
+            for c in CRITERIA
+        ],
+        *[
+            f"| `{a.code}` | — | advisory (never changes it) | {a.when} | "
+            f"{a.clause_under(shipped)} |"
             for a in ADVISORIES
         ],
     ]

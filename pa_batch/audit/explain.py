@@ -15,7 +15,7 @@ import pandas as pd
 
 from pa_batch.audit.history import read_run_table, read_summary, reading_run
 from pa_batch.core.model import PolicyDefinition
-from pa_batch.core.rules import ADVISORIES, CRITERIA
+from pa_batch.core.rules import ADVISORIES, CRITERIA, number_text
 from pa_batch.errors import RunError
 from pa_batch.policy.definition import load_policy
 from pa_batch.policy.reference import POLICY_ORIGIN, read_reference_rows
@@ -152,12 +152,6 @@ def _text(value) -> str | None:
     return str(value)
 
 
-def number_text(value: float) -> str:
-    """A number exactly as the rule compared it: 20, 2.5, 20.000001 (never rounded)."""
-    value = float(value)
-    return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
-
-
 def _decided_line(row: dict, policy: PolicyDefinition, references: _ReferenceRows) -> dict:
     version_index = next(
         i for i, v in enumerate(policy.versions) if v.version == row["policy_version"]
@@ -175,62 +169,48 @@ def _decided_line(row: dict, policy: PolicyDefinition, references: _ReferenceRow
         )
     if _text(row["shortage_row"]):
         shortage = references.row("shortages.csv", int(row["shortage_row"]), version_index)
-    details = {
+    # what each criterion observed on the line: its finding where the registry's requirement
+    # alone does not say it (the value-set entry met, the reference rows that decided)
+    observed = {
+        "INDICATION_NOT_COVERED": _text(row["diagnosis_codes"]),
+        "TOPICAL_ROUTE": _route(row),
+        "ROUTE_NOT_COVERED": _route(row),
+        "DX_MISSING": _text(row["diagnosis_codes"]),
+        "ROUTE_MISSING": _route(row),
+        "STRENGTH_MISSING": _strength_given(row),
+        "STRENGTH_UNIT_INVALID": _strength_given(row),
+        "ORAL_DOSE_EXCEEDS_LIMIT": observed_strength,
+        "INTRATHECAL_CONCENTRATION_EXCEEDS_LIMIT": observed_strength,
+        "COMMERCIALLY_AVAILABLE": observed_strength,
+    }
+    findings = {
         "INDICATION_NOT_COVERED": (
-            _text(row["diagnosis_codes"]),
             f"{row['spasticity_code_given']} meets value-set entry "
-            f"{row['spasticity_value_set_entry']} (policy version {version.version})"
+            f"{row['spasticity_value_set_entry']}"
             if _text(row["spasticity_code_given"])
-            else f"no code in the spasticity value set of policy version {version.version}",
+            else "no code in the value set"
         ),
-        "TOPICAL_ROUTE": (_route(row), "topical routes are investigational"),
-        "ROUTE_NOT_COVERED": (_route(row), "oral and intrathecal are covered; topical apart"),
-        "DX_MISSING": (_text(row["diagnosis_codes"]), "at least one diagnosis code"),
-        "ROUTE_MISSING": (_route(row), "a route"),
-        "STRENGTH_MISSING": (
-            _strength_given(row),
-            "oral or intrathecal lines need a strength and its unit",
-        ),
-        "STRENGTH_UNIT_INVALID": (
-            _strength_given(row),
-            "oral: a mass or a concentration; intrathecal: a concentration",
-        ),
-        "ORAL_DOSE_EXCEEDS_LIMIT": (
-            observed_strength,
-            f"at most {number_text(version.oral_max_mg_per_unit)} mg per unit "
-            f"(policy version {version.version})",
-        ),
-        "INTRATHECAL_CONCENTRATION_EXCEEDS_LIMIT": (
-            observed_strength,
-            f"at most {number_text(version.intrathecal_max_mg_per_ml)} mg/mL "
-            f"(policy version {version.version})",
-        ),
-        "COMMERCIALLY_AVAILABLE": (
-            observed_strength,
-            _availability(commercial, shortage),
-        ),
+        "COMMERCIALLY_AVAILABLE": _availability(commercial, shortage),
     }
     route = _text(row["route"])
-    dosed = route in ("oral", "intrathecal")
-    applies = {
-        "ORAL_DOSE_EXCEEDS_LIMIT": route == "oral",
-        "INTRATHECAL_CONCENTRATION_EXCEEDS_LIMIT": route == "intrathecal",
-        "STRENGTH_MISSING": dosed,
-        "STRENGTH_UNIT_INVALID": dosed,
-        "COMMERCIALLY_AVAILABLE": dosed,
-    }
-    criteria = [
-        {
-            "code": criterion.code,
-            "applies": applies.get(criterion.code, True),
-            "met": criterion.code not in reasons,
-            "forces": criterion.forces,
-            "observed": details[criterion.code][0],
-            "requirement": details[criterion.code][1],
-            "clause": criterion.clause,
-        }
-        for criterion in CRITERIA
-    ]
+    criteria = []
+    for criterion in CRITERIA:
+        applies = criterion.routes is None or route in criterion.routes
+        failed = criterion.code in reasons
+        status = "fail" if failed else "pass" if applies else "n/a"
+        criteria.append(
+            {
+                "name": criterion.name,
+                "status": status,
+                "code": criterion.code,
+                "forces": criterion.forces,
+                # an n/a criterion states no finding
+                "observed": _shown(observed[criterion.code]) if status != "n/a" else None,
+                "finding": findings.get(criterion.code) if status != "n/a" else None,
+                "requirement": criterion.requirement_under(version),
+                "clause": criterion.clause_under(version),
+            }
+        )
     return {
         "outcome": row["decision"],
         "source": {"file": row["source_file"], "row": int(row["source_row"])},
@@ -241,11 +221,8 @@ def _decided_line(row: dict, policy: PolicyDefinition, references: _ReferenceRow
             "spasticity_code": _text(row["spasticity_code_given"]),
             "spasticity_value_set_entry": _text(row["spasticity_value_set_entry"]),
         },
-        "in_scope_by": {
-            "ndc": "its NDC is a listed product (products.csv)",
-            "name": "its drug name names baclofen and powder or bulk",
-            "both": "its NDC is a listed product and its drug name names baclofen powder",
-        }[row["in_scope_by"]],
+        "in_scope_by": row["in_scope_by"],
+        "in_scope_because": IN_SCOPE_BECAUSE[row["in_scope_by"]],
         "policy_version": version.version,
         "criteria": criteria,
         "commercial_strength": commercial,
@@ -253,7 +230,9 @@ def _decided_line(row: dict, policy: PolicyDefinition, references: _ReferenceRow
         "decision": row["decision"],
         "reasons": reasons,
         "advisories": [
-            {"code": a.code, "clause": a.clause} for a in ADVISORIES if a.code in advisories
+            {"code": a.code, "clause": a.clause_under(version)}
+            for a in ADVISORIES
+            if a.code in advisories
         ],
         "approval": {
             "start": _text(row["approval_start"]),
@@ -262,9 +241,22 @@ def _decided_line(row: dict, policy: PolicyDefinition, references: _ReferenceRow
     }
 
 
+IN_SCOPE_BECAUSE = {
+    "ndc": "its NDC is a listed product (products.csv)",
+    "name": "its drug name names baclofen and powder or bulk",
+    "both": "its NDC is a listed product and its drug name names baclofen powder",
+}
+MISSING = "missing"
+
+
+def _shown(value: str | None) -> str:
+    """A value as explain shows it: never None."""
+    return MISSING if value is None else value
+
+
 def _route(row: dict) -> str | None:
     given, route = _text(row["route_given"]), _text(row["route"])
-    return None if given is None else f"{given} (normalized: {route})"
+    return None if given is None else f"{given} (normalized: {_shown(route)})"
 
 
 def _strength_given(row: dict) -> str | None:
@@ -311,6 +303,25 @@ def _rejected_line(source_row: int, errors: pd.DataFrame) -> dict:
     }
 
 
+_MARKS = {"pass": "[pass]", "n/a": "[n/a]"}
+
+
+def _criterion_lines(criterion: dict) -> list[str]:
+    """``[pass] name``, ``[FAIL → CODE] name`` or ``[n/a] name``; a criterion that applied
+    shows what it observed, what it requires, and what it found; its clause below."""
+    status = criterion["status"]
+    mark = _MARKS.get(status) or f"[FAIL \u2192 {criterion['code']}]"
+    if status == "n/a":
+        head = f"    {mark} {criterion['name']}: not evaluated for this route"
+    else:
+        finding = f"; {criterion['finding']}" if criterion["finding"] else ""
+        head = (
+            f"    {mark} {criterion['name']}: observed {criterion['observed']}; requires "
+            f"{criterion['requirement']}{finding}"
+        )
+    return [head, f'        "{criterion["clause"]}"']
+
+
 def render_text(explained: dict) -> str:
     out = [f"Claim {explained['claim_id']} in run {explained['run']['id']}"]
     for line in explained["lines"]:
@@ -332,7 +343,8 @@ def render_text(explained: dict) -> str:
         out.append(f"  input as given: {given}")
         normalized = line["normalized"]
         out.append(
-            f"  normalized: route {normalized['route']}, strength {normalized['strength']}"
+            f"  normalized: route {_shown(normalized['route'])}, "
+            f"strength {_shown(normalized['strength'])}"
             + (
                 f", spasticity code {normalized['spasticity_code']} (value-set entry "
                 f"{normalized['spasticity_value_set_entry']})"
@@ -340,21 +352,10 @@ def render_text(explained: dict) -> str:
                 else ""
             )
         )
-        out.append(f"  in scope: {line['in_scope_by']}")
+        out.append(f"  in scope: {line['in_scope_because']}")
         out.append(f"  policy version {line['policy_version']}; criteria in policy order:")
         for criterion in line["criteria"]:
-            mark = (
-                "NOT MET"
-                if not criterion["met"]
-                else "met    "
-                if criterion["applies"]
-                else "n/a    "
-            )
-            out.append(
-                f"    [{mark}] {criterion['code']}: observed {criterion['observed']}; "
-                f"{criterion['requirement']}"
-            )
-            out.append(f'              "{criterion["clause"]}"')
+            out.extend(_criterion_lines(criterion))
         out.append(
             f"  decision: {line['decision']}"
             + (f" ({', '.join(line['reasons'])})" if line["reasons"] else "")
