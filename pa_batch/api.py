@@ -28,7 +28,7 @@ import pandas as pd
 from pa_batch.audit.diff import diff_runs, read_results
 from pa_batch.audit.explain import explain as explain_run
 from pa_batch.audit.history import list_runs, read_run_table, read_summary, resolve_run
-from pa_batch.errors import INPUT, INTERNAL, TRANSIENT, RunError
+from pa_batch.errors import INPUT, INTERNAL, TRANSIENT, RunError, RunIdTaken
 from pa_batch.io.commit import (
     CONTROL_DIR,
     DEFAULT_KEEP_RUNS,
@@ -135,7 +135,8 @@ def run(
             return _retry_of_committed(earlier, options, events)
         report = run_pipeline(options, progress=events, client=client)
     except RunError as error:
-        _failed(error, options, events, recorded=not _is_id_refusal(error))
+        # a refused id is no failure *of that id*: nothing is recorded beside its run
+        _failed(error, options, events, recorded=not isinstance(error, RunIdTaken))
         raise
     except Exception as error:  # a defect of ours: its text may quote data, so name the type
         failure = RunError(f"internal error ({type(error).__name__})", category=INTERNAL)
@@ -209,7 +210,7 @@ def _retry_of_committed(run_dir: Path, options: RunOptions, events: Events) -> R
     (compared by SHA-256) return it, writing nothing; anything else fails naming the id."""
     summary = read_summary(run_dir)
     if _fingerprint_of_summary(summary) != _fingerprint_of_options(options):
-        raise RunError(
+        raise RunIdTaken(
             f"run id '{options.run_id}' is already committed here with other inputs, options, "
             "policy or reference data; give a new run id",
             file=str(options.out_dir),
@@ -252,14 +253,6 @@ def _fingerprint_of_options(options: RunOptions) -> dict:
         "policy": policy.sha256,
         "reference": {source.name: source.sha256 for source in reference.sources},
     }
-
-
-def _is_id_refusal(error: RunError) -> bool:
-    """A refusal to reuse a committed id is no failure *of that id*: it is not recorded
-    beside the committed run (last_attempt.json still says what happened)."""
-    return "is already committed here" in error.message or "already in the output" in (
-        error.message
-    )
 
 
 def exit_code_of(error: RunError) -> int:

@@ -66,5 +66,10 @@ class RunError(Exception):
         return ": ".join([*where, self.message])
 
 
+class RunIdTaken(RunError):
+    """The run id names a run DIR already holds: a refusal to reuse it, not a failure of that
+    run (nothing is recorded against the id)."""
+
+
 def _rebuild(message: str, file: str | None, column: str | None, category: str = INPUT) -> RunError:
     return RunError(message, file=file, column=column, category=category)

@@ -252,22 +252,9 @@ def test_explain_prints_the_strength_the_rule_compared(tmp_path):
 @pytest.mark.parametrize("fmt", ["parquet", "csv"])
 def test_an_approval_window_past_9999_ends_on_9999_12_31_and_reads_back(tmp_path, fmt):
     out = tmp_path / "out"
-    _run(
-        _extract(tmp_path / "a.csv", [_line(date="9999-06-01"), _line("C2")]),
-        out,
-        "--format",
-        fmt,
-        "--run-id",
-        "one",
-    )
-    _run(
-        _extract(tmp_path / "a.csv", [_line(date="9999-06-01"), _line("C2")]),
-        out,
-        "--format",
-        fmt,
-        "--run-id",
-        "two",
-    )
+    extract = _extract(tmp_path / "a.csv", [_line(date="9999-06-01"), _line("C2")])
+    for run_id in ("one", "two"):
+        _run(extract, out, "--format", fmt, "--run-id", run_id)
     explained = json.loads(_cli("explain", out, "C1", "--json").stdout)
     assert explained["lines"][0]["approval"] == {"start": "9999-06-01", "end": "9999-12-31"}
     result = _cli("diff", "one", "two", "--in", out, "--out", tmp_path / "d.parquet")

@@ -11,7 +11,7 @@ import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 from pa_batch.core.outcomes import OUTCOMES
 from pa_batch.errors import RunError
 from pa_batch.io.commit import (
+    COMMITTED_MARK,
     CONTROL_DIR,
     PUBLISHED_NAMES,
     committed_runs,
@@ -37,12 +38,13 @@ class RunEntry:
     id: str
     finished_at: str
     status: str
-    inputs: int
-    rows_read: int | None
-    outcomes: dict[str, int]
-    policy_version: str
     current: bool
     recorded_ns: int  # when the commit mark or failure record was written: the order of runs
+    # a committed run's summary; a failed or damaged run has none
+    inputs: int = 0
+    rows_read: int | None = None
+    outcomes: dict[str, int] = field(default_factory=dict)
+    policy_version: str = ""
     error: str = ""  # a failed run's one-line error, or what is damaged
 
 
@@ -88,10 +90,6 @@ def _damaged_entry(run_dir: Path, current: bool, order: int, error: RunError) ->
         id=run_dir.name,
         finished_at="",
         status=DAMAGED,
-        inputs=0,
-        rows_read=None,
-        outcomes={},
-        policy_version="",
         current=current,
         recorded_ns=_recorded_ns(run_dir, order),
         error=error.message,
@@ -101,7 +99,7 @@ def _damaged_entry(run_dir: Path, current: bool, order: int, error: RunError) ->
 def _recorded_ns(run_dir: Path, order: int) -> int:
     """When the run was committed: its mark's time (a current run not yet marked: now)."""
     try:
-        return (run_dir / ".committed").stat().st_mtime_ns
+        return (run_dir / COMMITTED_MARK).stat().st_mtime_ns
     except OSError:
         return 1 << 62 | order
 
@@ -127,10 +125,6 @@ def _failure_entry(record_path: Path) -> RunEntry:
         id=run_id,
         finished_at=failed_at,
         status=status,
-        inputs=0,
-        rows_read=None,
-        outcomes={},
-        policy_version="",
         current=False,
         recorded_ns=recorded,
         error=" ".join(error.split()),

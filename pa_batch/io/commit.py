@@ -30,7 +30,7 @@ import shutil
 import uuid
 from pathlib import Path
 
-from pa_batch.errors import TRANSIENT, RunError, os_error_category
+from pa_batch.errors import TRANSIENT, RunError, RunIdTaken, os_error_category
 from pa_batch.io.formats import CSV, PARQUET
 
 CONTROL_DIR = ".pa-batch"
@@ -80,11 +80,7 @@ class OutputDirectory:
             self._lock_file = os.open(self.control / "lock", os.O_RDWR | os.O_CREAT, FILE_MODE)
         except OSError as error:
             where = self.control if self.out_dir.is_dir() else self.out_dir
-            raise RunError(
-                f"output directory is not writable ({error.strerror})",
-                file=str(where),
-                category=os_error_category(error),
-            ) from None
+            raise _not_writable(error, where) from None
         try:
             fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -100,14 +96,10 @@ class OutputDirectory:
             self._remove_leftovers()
         except OSError as error:
             self.close()
-            raise RunError(
-                f"output directory is not writable ({error.strerror})",
-                file=str(self.control),
-                category=os_error_category(error),
-            ) from None
+            raise _not_writable(error, self.control) from None
         if (self.control / "runs" / self.name).exists():
             self.close()
-            raise RunError(
+            raise RunIdTaken(
                 "a run with this id is already in the output directory; give a new --run-id",
                 file=str(self.out_dir),
             )
@@ -115,11 +107,7 @@ class OutputDirectory:
             self.staging.mkdir(mode=DIR_MODE)
         except OSError as error:
             self.close()
-            raise RunError(
-                f"output directory is not writable ({error.strerror})",
-                file=str(self.control),
-                category=os_error_category(error),
-            ) from None
+            raise _not_writable(error, self.control) from None
         return self
 
     def refuse_foreign_files(self, names: list[str]) -> None:
@@ -287,12 +275,7 @@ def record_failure(out_dir: Path, record: dict) -> None:
         if not (out_dir / CONTROL_DIR).is_dir():  # no history to stand beside: nothing made
             return
         make_directories(failures)
-        name = run_dir_name(record["run_id"])
-        target = failures / f"{name}.json"
-        temporary = failures / f".{name}.json.tmp"
-        temporary.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-        os.chmod(temporary, FILE_MODE)
-        os.replace(temporary, target)
+        _write_json_atomically(failures / f"{run_dir_name(record['run_id'])}.json", record)
         for old in sorted(failures.glob("*.json"), key=lambda p: p.stat().st_mtime_ns)[
             :-KEEP_FAILURES
         ]:
@@ -336,12 +319,26 @@ def write_last_attempt(out_dir: Path, record: dict) -> None:
     control = out_dir / CONTROL_DIR
     try:
         make_directories(control)
-        temporary = control / f".{LAST_ATTEMPT}.{uuid.uuid4().hex[:8]}.tmp"
-        temporary.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-        os.chmod(temporary, FILE_MODE)
-        os.replace(temporary, control / LAST_ATTEMPT)
+        _write_json_atomically(control / LAST_ATTEMPT, record)
     except OSError:
         return
+
+
+def _write_json_atomically(path: Path, record: dict) -> None:
+    """``record`` as ``path``, 0640, replacing any earlier one in one rename: a reader sees
+    the old record or the new, never half of one."""
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    temporary.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    os.chmod(temporary, FILE_MODE)
+    os.replace(temporary, path)
+
+
+def _not_writable(error: OSError, where: Path) -> RunError:
+    return RunError(
+        f"output directory is not writable ({error.strerror})",
+        file=str(where),
+        category=os_error_category(error),
+    )
 
 
 def new_run_id() -> str:

@@ -177,34 +177,30 @@ def execute(
         ClaimKeyRegistry(output.scratch) as claim_keys,  # keys spill beside the outputs
     ):
         for extract in plan.extracts:
-            record = _execute_extract(extract, engine, claim_keys, results, rejects, options,
-                                      progress, execution)  # fmt: skip
+            source = extract.source
+            record = InputRecord(
+                source.label, source.format, "", ignored_columns=extract.ignored_columns
+            )
+            if progress:
+                progress.input_started(source.label, source.format)
+            on_read = _progress_reporter(source.label, progress, execution)
+            batches = extract.batches(options.batch_rows)
+            for decided in engine.decide(batches, source.label, on_read=on_read):
+                outcome = finish_batch(decided, claim_keys)
+                results.write(outcome.decided, keep=outcome.kept)
+                rejects.write(outcome.rejects)
+                record.rows += outcome.counts.rows_read
+                record.outcomes.update(outcome.counts.outcomes)
+                execution.counts = execution.counts + outcome.counts
+                del decided, outcome  # a batch's frames are not held while the next is decided
+            record.sha256 = extract.sha256 or ""  # set once every batch is read
+            if progress:
+                progress.input_finished(source.label, record.rows)
             execution.inputs.append(record)
     results.close()
     rejects.close()
     execution.results_written = results.rows
     return execution
-
-
-def _execute_extract(extract, engine, claim_keys, results, rejects, options, progress, execution):
-    source = extract.source
-    record = InputRecord(source.label, source.format, "", ignored_columns=extract.ignored_columns)
-    if progress:
-        progress.input_started(source.label, source.format)
-    on_read = _progress_reporter(source.label, progress, execution)
-    batches = extract.batches(options.batch_rows)
-    for decided in engine.decide(batches, source.label, on_read=on_read):
-        outcome = finish_batch(decided, claim_keys)
-        results.write(outcome.decided, keep=outcome.kept)
-        rejects.write(outcome.rejects)
-        record.rows += outcome.counts.rows_read
-        record.outcomes.update(outcome.counts.outcomes)
-        execution.counts = execution.counts + outcome.counts
-        del decided, outcome  # a batch's frames are not held while the next is decided
-    record.sha256 = extract.sha256
-    if progress:
-        progress.input_finished(source.label, record.rows)
-    return record
 
 
 def _progress_reporter(
