@@ -11,7 +11,7 @@ import pytest
 from gen_docs import DOCUMENTS, GENERATORS, reason_code_table, render
 from helpers import FIXTURES
 
-from pa_batch.core.rules import ADVISORIES, CRITERIA
+from pa_batch.core.rules import ADVISORIES, CRITERIA, OBSERVATIONS
 from pa_batch.schemas.claim_extract import REJECT_CODES
 
 SPEC_ORDER = [
@@ -30,6 +30,10 @@ def test_criteria_are_in_spec_reporting_order():
 def test_every_criterion_and_advisory_is_documented():
     for unit in (*CRITERIA, *ADVISORIES):
         assert unit.clause.strip() and unit.when.strip(), unit.code
+
+
+def test_every_criterion_says_what_it_looks_at_in_terms_explain_shows():
+    assert {c.observes for c in CRITERIA} <= set(OBSERVATIONS)
 
 
 def test_every_reason_and_advisory_has_decision_cases():

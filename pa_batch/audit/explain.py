@@ -15,7 +15,15 @@ import pandas as pd
 
 from pa_batch.audit.history import read_run_table, read_summary, reading_run
 from pa_batch.core.model import PolicyDefinition
-from pa_batch.core.rules import ADVISORIES, CRITERIA, number_text
+from pa_batch.core.rules import (
+    ADVISORIES,
+    CRITERIA,
+    DIAGNOSES,
+    ROUTE,
+    STRENGTH,
+    STRENGTH_GIVEN,
+    number_text,
+)
 from pa_batch.errors import RunError
 from pa_batch.policy.definition import load_policy
 from pa_batch.policy.reference import POLICY_ORIGIN, read_reference_rows
@@ -169,19 +177,12 @@ def _decided_line(row: dict, policy: PolicyDefinition, references: _ReferenceRow
         )
     if _text(row["shortage_row"]):
         shortage = references.row("shortages.csv", int(row["shortage_row"]), version_index)
-    # what each criterion observed on the line: its finding where the registry's requirement
-    # alone does not say it (the value-set entry met, the reference rows that decided)
+    # what each kind of criterion looks at (the registry's ``observes``), as shown
     observed = {
-        "INDICATION_NOT_COVERED": _text(row["diagnosis_codes"]),
-        "TOPICAL_ROUTE": _route(row),
-        "ROUTE_NOT_COVERED": _route(row),
-        "DX_MISSING": _text(row["diagnosis_codes"]),
-        "ROUTE_MISSING": _route(row),
-        "STRENGTH_MISSING": _strength_given(row),
-        "STRENGTH_UNIT_INVALID": _strength_given(row),
-        "ORAL_DOSE_EXCEEDS_LIMIT": observed_strength,
-        "INTRATHECAL_CONCENTRATION_EXCEEDS_LIMIT": observed_strength,
-        "COMMERCIALLY_AVAILABLE": observed_strength,
+        DIAGNOSES: _text(row["diagnosis_codes"]),
+        ROUTE: _route(row),
+        STRENGTH_GIVEN: _strength_given(row),
+        STRENGTH: observed_strength,
     }
     findings = {
         "INDICATION_NOT_COVERED": (
@@ -205,7 +206,7 @@ def _decided_line(row: dict, policy: PolicyDefinition, references: _ReferenceRow
                 "code": criterion.code,
                 "forces": criterion.forces,
                 # an n/a criterion states no finding
-                "observed": _shown(observed[criterion.code]) if status != "n/a" else None,
+                "observed": _shown(observed[criterion.observes]) if status != "n/a" else None,
                 "finding": findings.get(criterion.code) if status != "n/a" else None,
                 "requirement": criterion.requirement_under(version),
                 "clause": criterion.clause_under(version),

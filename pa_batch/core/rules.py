@@ -9,7 +9,7 @@ decision from this registry; the README's reason-code table is generated from it
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 
@@ -38,6 +38,14 @@ def number_text(value: float) -> str:
     return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
 
 
+# What a criterion looks at on a line, as the audit shows it beside the requirement.
+DIAGNOSES = "the diagnosis codes given"
+ROUTE = "the route given and its normalized form"
+STRENGTH_GIVEN = "the strength and unit given"
+STRENGTH = "the normalized strength"
+OBSERVATIONS = (DIAGNOSES, ROUTE, STRENGTH_GIVEN, STRENGTH)
+
+
 @dataclass(frozen=True)
 class Criterion:
     """An unmet-criterion check: where ``unmet(facts)`` is True, ``code`` is reported.
@@ -47,6 +55,7 @@ class Criterion:
     ``clause`` and ``requirement`` are templates filled with the terms of the policy version
     that decided a line (``version_terms``): a clause never quotes another version's limit.
     ``routes``: the routes it is evaluated for (None: every line); elsewhere it is n/a.
+    ``observes``: what on the line it looks at (one of ``OBSERVATIONS``), which explain shows.
     """
 
     code: str
@@ -57,6 +66,7 @@ class Criterion:
     when: str  # when it is reported, in plain words (docs)
     unmet: Mask
     routes: tuple[str, ...] | None = None
+    observes: str = field(kw_only=True)
 
     def clause_under(self, version: PolicyVersion) -> str:
         return self.clause.format(**version_terms(version))
@@ -107,6 +117,7 @@ CRITERIA: tuple[Criterion, ...] = (
         "a diagnosis code in the spasticity value set of policy version {version}",
         "diagnosis codes present, none in the spasticity value set",
         lambda f: f["has_diagnosis"] & f["spasticity_code"].isna(),
+        observes=DIAGNOSES,
     ),
     Criterion(
         "TOPICAL_ROUTE",
@@ -116,6 +127,7 @@ CRITERIA: tuple[Criterion, ...] = (
         "a route that is not topical",
         "route is topical",
         _is("topical"),
+        observes=ROUTE,
     ),
     Criterion(
         "ROUTE_NOT_COVERED",
@@ -126,6 +138,7 @@ CRITERIA: tuple[Criterion, ...] = (
         "oral or intrathecal (topical is judged apart)",
         "route is other than oral, intrathecal or topical",
         _is("other"),
+        observes=ROUTE,
     ),
     Criterion(
         "DX_MISSING",
@@ -135,6 +148,7 @@ CRITERIA: tuple[Criterion, ...] = (
         "at least one diagnosis code",
         "no diagnosis code",
         lambda f: ~f["has_diagnosis"],
+        observes=DIAGNOSES,
     ),
     Criterion(
         "ROUTE_MISSING",
@@ -144,6 +158,7 @@ CRITERIA: tuple[Criterion, ...] = (
         "a route",
         "route missing",
         lambda f: f["route"].isna(),
+        observes=ROUTE,
     ),
     Criterion(
         "STRENGTH_MISSING",
@@ -154,6 +169,7 @@ CRITERIA: tuple[Criterion, ...] = (
         "oral or intrathecal, and strength or unit missing",
         lambda f: _dosed_route(f) & ~f["strength_given"],
         routes=DOSED,
+        observes=STRENGTH_GIVEN,
     ),
     Criterion(
         "STRENGTH_UNIT_INVALID",
@@ -165,6 +181,7 @@ CRITERIA: tuple[Criterion, ...] = (
         "oral with a percent strength; intrathecal with a mass or a percent",
         lambda f: _dosed_route(f) & f["strength_kind"].notna() & ~f["unit_fits_route"],
         routes=DOSED,
+        observes=STRENGTH_GIVEN,
     ),
     Criterion(
         "ORAL_DOSE_EXCEEDS_LIMIT",
@@ -175,6 +192,7 @@ CRITERIA: tuple[Criterion, ...] = (
         "oral dose per unit > the oral limit of the policy version in force (20 mg)",
         lambda f: _oral(f) & f["usable_strength"] & _over(f, "oral_max_mg_per_unit"),
         routes=("oral",),
+        observes=STRENGTH,
     ),
     Criterion(
         "INTRATHECAL_CONCENTRATION_EXCEEDS_LIMIT",
@@ -187,6 +205,7 @@ CRITERIA: tuple[Criterion, ...] = (
         "(2 mg/mL)",
         lambda f: _intrathecal(f) & f["usable_strength"] & _over(f, "intrathecal_max_mg_per_ml"),
         routes=("intrathecal",),
+        observes=STRENGTH,
     ),
     Criterion(
         "COMMERCIALLY_AVAILABLE",
@@ -201,6 +220,7 @@ CRITERIA: tuple[Criterion, ...] = (
             f["usable_strength"] & f["commercial_strength_row"].notna() & f["shortage_row"].isna()
         ),
         routes=DOSED,
+        observes=STRENGTH,
     ),
 )
 
