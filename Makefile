@@ -8,7 +8,7 @@ PIP := $(BIN)/python -m pip install --quiet --constraint constraints.txt
 SOURCES := $(shell find pa_batch schemas -name '*.py' -o -name '*.csv' -o -name '*.toml' -o -name '*.j2' -o -name '*.txt' -o -name 'py.typed') pyproject.toml
 OUT ?= out/sample
 
-.PHONY: run test test-fast test-floors lint bench sample-data docs constraints clean
+.PHONY: run test test-fast test-floors lint bench golden same-outputs sample-data docs constraints clean
 
 run: $(VENV)/.installed
 	$(BIN)/pa-batch run sample_data/claims.csv --out $(OUT) --reference-dir sample_data/reference
@@ -20,7 +20,7 @@ test: $(VENV)/.installed $(VENV)/.test-deps
 
 # the inner loop: no Dask cluster, no browser, no subprocess runs, no slow property tests
 test-fast: $(VENV)/.installed $(VENV)/.test-deps
-	$(BIN)/pytest -n auto -m "not slow and not dask and not browser and not subprocess"
+	$(BIN)/pytest -n auto -m "not slow and not dask and not browser and not subprocess" --hypothesis-profile=fast
 
 # the floors pyproject.toml declares, proven: a venv of exactly those versions (test tools
 # at any version that installs beside them) runs the fast tests
@@ -44,6 +44,14 @@ lint: $(VENV)/.installed $(VENV)/.dev-deps
 
 bench: $(VENV)/.installed $(VENV)/.test-deps
 	$(BIN)/python bench/bench_run.py
+
+# outputs held byte for byte by tests/test_same_outputs.py: regenerate only when a change
+# means to move them; `make same-outputs REF=<commit>` compares with any earlier commit
+golden: $(VENV)/.installed $(VENV)/.test-deps
+	$(BIN)/python tools/golden.py
+
+same-outputs: $(VENV)/.installed $(VENV)/.test-deps
+	$(BIN)/python tools/same_outputs.py $(REF)
 
 sample-data: $(VENV)/.installed
 	$(BIN)/python sample_data/make_sample.py

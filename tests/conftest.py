@@ -10,12 +10,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers import HEADER, Run, held_port
+from helpers import FAST_PROFILE, HEADER, Run, held_port
+from hypothesis import settings
 from typer.testing import CliRunner
 
 from pa_batch.cli import app
 
 ENGINES = ("local", "dask")
+
+settings.register_profile(FAST_PROFILE, max_examples=20)
 
 
 def pytest_collection_modifyitems(items) -> None:

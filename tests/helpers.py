@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
+from hypothesis import settings
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SPEC_EXAMPLES = FIXTURES / "spec_examples"
@@ -112,3 +113,14 @@ def nothing_published(out: Path) -> bool:
     return [p.name for p in out.iterdir()] == [".pa-batch"] and not (
         {p.name for p in control.iterdir()} - {"last_attempt.json", "failures", "lock"}
     )
+
+
+FAST_PROFILE = "fast"  # make test-fast: --hypothesis-profile=fast (registered in conftest.py)
+
+
+def examples(count: int) -> int:
+    """A property test's example count: ``count`` in make test, at most 20 in the fast loop
+    (an explicit ``max_examples`` would override the profile, so it is asked here)."""
+    if settings.get_current_profile_name() == FAST_PROFILE:
+        return min(count, 20)
+    return count

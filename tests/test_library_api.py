@@ -84,6 +84,7 @@ def test_run_leaves_the_arrow_memory_pool_as_the_caller_had_it(tmp_path):
     assert pa.default_memory_pool().backend_name == before
 
 
+@pytest.mark.subprocess
 def test_importing_the_library_tunes_nothing(tmp_path):
     """In a fresh interpreter, as a notebook kernel would be: the pool Arrow picks by itself
     is still the pool after ``import pa_batch`` and a run."""

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers import examples
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -110,7 +111,7 @@ def _assert_every_record_once(counts: dict, results: pd.DataFrame, rejects: pd.D
     assert counts["out_of_scope"] == counts["rows_read"] - len(decided) - len(rejected)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(
     rows_and_harms=st.lists(st.tuples(valid_rows, damage), max_size=30),
     batch_rows=st.sampled_from([4, 11, 1000]),
@@ -133,7 +134,7 @@ def test_damage_within_records_loses_nothing(rows_and_harms, batch_rows, crlf, b
     assert malformed == wrong_width
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(
     rows=st.lists(valid_rows, min_size=1, max_size=20),
     cuts=st.lists(
@@ -170,7 +171,7 @@ cells = st.one_of(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(values=st.lists(cells, max_size=12), offset=st.integers(0, 3))
 def test_trimming_equals_arrows_trim_whatever_the_cells(values, offset):
     """The reader's shortcut (no copy when no cell could need trimming) gives exactly what

@@ -10,6 +10,7 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import examples
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -182,7 +183,7 @@ def _window_oracle(start: datetime.date, months: int) -> datetime.date:
     return datetime.date(year, month, day) - datetime.timedelta(days=1)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(
     st.lists(
         st.tuples(
@@ -226,7 +227,7 @@ ndc_like = st.one_of(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.lists(ndc_like, max_size=30), st.integers(0, 2))
 def test_ndc_equals_the_contracts_regular_expressions(values, offset):
     """Read from the bytes of every value at once, yet as a regex reads each one; a batch's

@@ -10,7 +10,7 @@ import re
 import numpy as np
 import pyarrow as pa
 import pytest
-from helpers import FIXTURES
+from helpers import FIXTURES, examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -224,7 +224,7 @@ cells = {
 ROW = st.fixed_dictionaries(cells)
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(100), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(ROW, min_size=1, max_size=40))
 @pytest.mark.slow
 def test_engine_matches_row_by_row_reference(rows):

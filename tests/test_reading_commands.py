@@ -61,13 +61,22 @@ def _one_line_error(result) -> str:
 # --- diff --out never lands in a run ---------------------------------------------------------
 
 
+@pytest.fixture(scope="module")
+def _two_runs_made_once(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("two_runs")
+    out = folder / "out"
+    _run(_extract(folder / "a.csv", [_line(strength="5")]), out, "--run-id", "old")
+    _run(_extract(folder / "b.csv", [_line(strength="25")]), out, "--run-id", "new")
+    return folder
+
+
 @pytest.fixture
-def two_runs(tmp_path):
-    """DIR ``out`` with runs ``old`` (5 mg, approved) and ``new`` (25 mg, denied)."""
-    out = tmp_path / "out"
-    _run(_extract(tmp_path / "a.csv", [_line(strength="5")]), out, "--run-id", "old")
-    _run(_extract(tmp_path / "b.csv", [_line(strength="25")]), out, "--run-id", "new")
-    return out
+def two_runs(_two_runs_made_once, tmp_path):
+    """DIR ``out`` with runs ``old`` (5 mg, approved) and ``new`` (25 mg, denied), beside
+    their extracts ``a.csv`` and ``b.csv``: a test's own copy (links copied as links)."""
+    copy = tmp_path / "two_runs"
+    shutil.copytree(_two_runs_made_once, copy, symlinks=True)
+    return copy / "out"
 
 
 @pytest.mark.parametrize(

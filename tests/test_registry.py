@@ -86,6 +86,7 @@ def test_docs_never_send_a_reader_outside_the_repository():
         assert "SPEC.md" not in text and "../shared" not in text, document
 
 
+@pytest.mark.slow  # loads the whole ICD-10-CM code set: ~5 s a process
 def test_shipped_billable_code_list_is_the_pinned_code_set():
     """The DX_NOT_BILLABLE list a run reads is exactly what the pinned simple-icd-10-cm makes:
     bumping the package without `make docs` fails here."""
@@ -105,6 +106,7 @@ def test_shipped_billable_code_list_is_the_pinned_code_set():
     [("G8000", False), ("G800", True), ("G80.0", True), ("g80.0", True), ("G35", False),
      ("G80", False), ("G35-G37", False), ("6", False), ("Z0000", True), ("Z00.00", True)],
 )  # fmt: skip
+@pytest.mark.slow  # loads the whole ICD-10-CM code set: ~5 s a process
 def test_billable_means_a_leaf_of_the_code_set(code, billable):
     """Side by side with the package's own answer (G35 is a category since FY2026)."""
     import warnings

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import examples
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -35,7 +36,7 @@ def _claimed(registry: ClaimKeyRegistry, batches) -> list[list[str | None]]:
     return answers
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(st.lists(st.tuples(st.sampled_from(["a.csv", "b.csv"]), keys_strategy), max_size=12))
 def test_registry_names_the_first_occurrence_of_every_repeated_key(batches):
     assert _claimed(ClaimKeyRegistry(), batches) == _oracle(batches)
@@ -93,7 +94,7 @@ def test_a_filter_that_always_says_maybe_makes_no_false_duplicate(monkeypatch, s
     assert _claimed(ClaimKeyRegistry(), batches) == _oracle(batches)
 
 
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=examples(50), deadline=None)
 @given(st.lists(st.integers(0, 2**64 - 1), unique=True, max_size=300))
 def test_the_filter_never_forgets_a_hash(hashes):
     hash_filter = state._HashFilter()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from helpers import examples
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pandera.errors import SchemaErrors
@@ -60,7 +61,7 @@ def _pandera_says(schema, frame) -> pd.DataFrame:
 
 
 @pytest.mark.parametrize("schema", [RECORD_SCHEMA, POWDER_LINE_SCHEMA], ids=lambda s: s.name)
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=examples(80), deadline=None)
 @given(
     cells=st.lists(st.lists(st.booleans(), min_size=1, max_size=7), max_size=30),
     offset=st.integers(0, 1000),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 
@@ -74,7 +75,7 @@ def load_reference(
         raise RunError("reference directory not found", file=str(reference_dir))
     if reference_dir is not None:
         _refuse_unknown_files(reference_dir)
-    frames: dict[str, pd.DataFrame] = {}
+    payloads: dict[str, bytes] = {}
     sources = []
     for name in REFERENCE_FILES:
         override = reference_dir / name if reference_dir is not None else None
@@ -100,14 +101,34 @@ def load_reference(
         else:
             origin = "default"
             payload = resources.files("pa_batch.policy.data").joinpath(name).read_bytes()
-        label = name if origin == "default" else origin
-        frames[name] = _read_reference_csv(payload, label, name)
+        payloads[name] = payload
         sources.append(
-            ReferenceSource(
-                name, origin, hashlib.sha256(payload).hexdigest(), len(frames[name]), payload
-            )
+            ReferenceSource(name, origin, hashlib.sha256(payload).hexdigest(), 0, payload)
         )
+    key = (policy.origin, policy.sha256, tuple((s.name, s.origin, s.sha256) for s in sources))
+    if key not in _PARSED:
+        _PARSED[key] = _parse(policy, payloads, tuple(sources))
+        while len(_PARSED) > _PARSED_KEPT:
+            _PARSED.pop(next(iter(_PARSED)))
+    return _PARSED[key]
+
+
+# Parsed reference data by its policy and files' checksums: a notebook or a scheduler that
+# runs again in the same process parses the same files once. Read-only once built.
+_PARSED: dict[tuple, ReferenceData] = {}
+_PARSED_KEPT = 4
+
+
+def _parse(
+    policy: PolicyDefinition, payloads: dict[str, bytes], sources: tuple[ReferenceSource, ...]
+) -> ReferenceData:
     labels = {s.name: (s.name if s.origin == "default" else s.origin) for s in sources}
+    frames = {
+        name: _read_reference_csv(payload, labels[name], name) for name, payload in payloads.items()
+    }
+    sources = tuple(
+        replace(s, rows=len(frames[s.name])) if s.name in frames else s for s in sources
+    )
     if COMMERCIAL_STRENGTHS in frames:
         commercial = _dated_strengths(
             frames[COMMERCIAL_STRENGTHS], labels[COMMERCIAL_STRENGTHS]
@@ -124,7 +145,7 @@ def load_reference(
         commercial_strengths=commercial,
         shortages=_dated_strengths(frames[SHORTAGES], labels[SHORTAGES]),
         spasticity_prefixes=spasticity,
-        sources=tuple(sources),
+        sources=sources,
         policy=policy,
         billable=icd10cm.EDITION_CODES,
     )

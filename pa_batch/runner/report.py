@@ -7,23 +7,32 @@ offline anywhere. Counts, codes, paths and checksums only: never member-level da
 
 from __future__ import annotations
 
-from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from functools import cache
+
+from jinja2 import Environment, PackageLoader, StrictUndefined, Template, select_autoescape
 
 from pa_batch.core.outcomes import OUTCOMES
 
 DECISION_COLORS = (("approved", "#1a7f37"), ("denied", "#b42318"), ("investigational", "#9a6700"))
 
 
-def summary_html(summary: dict) -> str:
+@cache
+def _template() -> Template:
+    """Compiled once per process (compiling costs more than rendering a small run)."""
     environment = Environment(
         loader=PackageLoader("pa_batch.runner", "templates"),
         autoescape=select_autoescape(["html", "j2"]),
         undefined=StrictUndefined,
         keep_trailing_newline=True,
+        auto_reload=False,
     )
+    return environment.get_template("summary.html.j2")
+
+
+def summary_html(summary: dict) -> str:
     counts = summary["counts"]
     months = summary["decisions_by_service_month"]
-    return environment.get_template("summary.html.j2").render(
+    return _template().render(
         s=summary,
         outcomes=OUTCOMES,
         outcome_items=[(o, counts[o]) for o in OUTCOMES],

@@ -9,6 +9,7 @@ import platform
 import re
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import cache
 
 from pa_batch.core.counts import Counts
 from pa_batch.core.model import PolicyDefinition, ReferenceSource
@@ -65,6 +66,11 @@ LIBRARIES = ("pandas", "pyarrow", "pandera", "numpy", "typer")
 
 
 def library_versions() -> dict[str, str]:
+    return dict(_library_versions())
+
+
+@cache  # installed versions do not change under a running process
+def _library_versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     found = {"python": platform.python_version()}
