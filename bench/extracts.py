@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
@@ -118,8 +119,62 @@ def _join(separator: str, *parts: np.ndarray) -> np.ndarray:
     return joined
 
 
-def generate(path: Path, lines: int, powder_share: float, seed: int = 11) -> Path:
-    """Write ``lines`` records to ``path`` (.parquet or .csv), chunk by chunk."""
+def typed(table: pa.Table) -> pa.Table:
+    """The same records as a typed Parquet writer would store them: dates as date32, line
+    numbers and counts as int64, strengths as float64 (a cell that is not one is null)."""
+
+    def where_matches(column: pa.ChunkedArray, pattern: str) -> pa.ChunkedArray:
+        return pc.if_else(pc.match_substring_regex(column, pattern), column, None)
+
+    def date(column: pa.ChunkedArray) -> pa.ChunkedArray:
+        dashed = pc.strptime(column, "%Y-%m-%d", "s", error_is_null=True)
+        compact = pc.strptime(column, "%Y%m%d", "s", error_is_null=True)
+        return pc.coalesce(dashed, compact).cast(pa.date32())
+
+    number = r"^[0-9]+(\.[0-9]*)?$"
+    return (
+        table.set_column(
+            table.schema.get_field_index("service_date"),
+            "service_date",
+            date(table["service_date"]),
+        )
+        .set_column(
+            table.schema.get_field_index("member_birth_date"),
+            "member_birth_date",
+            date(table["member_birth_date"]),
+        )
+        .set_column(
+            table.schema.get_field_index("line_number"),
+            "line_number",
+            where_matches(table["line_number"], number).cast(pa.float64()).cast(pa.int64()),
+        )
+        .set_column(
+            table.schema.get_field_index("strength"),
+            "strength",
+            where_matches(table["strength"], number).cast(pa.float64()),
+        )
+        .set_column(
+            table.schema.get_field_index("quantity"), "quantity", table["quantity"].cast(pa.int64())
+        )
+        .set_column(
+            table.schema.get_field_index("days_supply"),
+            "days_supply",
+            table["days_supply"].cast(pa.int64()),
+        )
+    )
+
+
+def generate(
+    path: Path,
+    lines: int,
+    powder_share: float,
+    seed: int = 11,
+    *,
+    as_typed: bool = False,
+    row_group_rows: int = CHUNK,
+) -> Path:
+    """Write ``lines`` records to ``path`` (.parquet or .csv), chunk by chunk: text columns,
+    or ``as_typed`` (Parquet) typed ones; Parquet row groups of ``row_group_rows``."""
     rng = np.random.default_rng(seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(path.name + ".partial")
@@ -127,13 +182,18 @@ def generate(path: Path, lines: int, powder_share: float, seed: int = 11) -> Pat
     try:
         for start in range(0, lines, CHUNK):
             table = chunk_table(rng, start, min(CHUNK, lines - start), powder_share)
+            if as_typed:
+                table = typed(table)
             if writer is None:
                 writer = (
                     pq.ParquetWriter(temporary, table.schema, compression="zstd")
                     if path.suffix == ".parquet"
                     else pa_csv.CSVWriter(temporary, table.schema)
                 )
-            writer.write_table(table)
+            if path.suffix == ".parquet":
+                writer.write_table(table, row_group_size=row_group_rows)
+            else:
+                writer.write_table(table)
     finally:
         if writer is not None:
             writer.close()
@@ -146,8 +206,16 @@ def main() -> None:
     parser.add_argument("--lines", type=int, required=True)
     parser.add_argument("--powder-share", type=float, required=True)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--typed", action="store_true", help="typed Parquet columns")
+    parser.add_argument("--row-group-rows", type=int, default=CHUNK)
     args = parser.parse_args()
-    generate(args.out, args.lines, args.powder_share)
+    generate(
+        args.out,
+        args.lines,
+        args.powder_share,
+        as_typed=args.typed,
+        row_group_rows=args.row_group_rows,
+    )
 
 
 if __name__ == "__main__":

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import json
 import os
 import sys
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import asdict
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -285,13 +287,19 @@ def runs_command(
     out: Annotated[
         Path, typer.Argument(metavar="DIR", help="An output directory of pa-batch run.")
     ],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="A JSON list, newest first, for schedulers.")
+    ] = False,
 ) -> None:
     """List DIR's runs, newest first: committed ones (kept by --keep-runs) and failures."""
     from pa_batch.audit.history import list_runs, runs_table
 
     with _one_line_on_failure():
         runs = list_runs(out)
-    typer.echo(runs_table(runs))
+    if as_json:
+        typer.echo(json.dumps([asdict(entry) for entry in runs], indent=2))
+    else:
+        typer.echo(runs_table(runs))
 
 
 @app.command("diff")
@@ -303,6 +311,10 @@ def diff_command(
         Path | None,
         typer.Option("--in", help="The output directory whose history holds OLD and NEW ids."),
     ] = None,
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", help="Print the counts and transitions as one JSON document."),
+    ] = False,
 ) -> None:
     """Every line whose decision, reasons or approval window differ between two committed
     runs, or that only one decided; prints the decision transitions (counts only).
@@ -325,8 +337,21 @@ def diff_command(
         new_run = resolve_run(new, base_for(old))
         differences = diff_runs(read_results(old_run), read_results(new_run))
         write_diff(differences, out)
+    changes = sorted(transitions(differences).items())
+    if as_json:
+        document = {
+            "old": str(old_run),
+            "new": str(new_run),
+            "lines_differ": len(differences),
+            "out": str(out),
+            "transitions": [
+                {"old": before, "new": after, "lines": count} for (before, after), count in changes
+            ],
+        }
+        typer.echo(json.dumps(document, indent=2))
+        return
     typer.echo(f"{len(differences):,} lines differ; written to {out}")
-    for (before, after), count in sorted(transitions(differences).items()):
+    for (before, after), count in changes:
         typer.echo(f"  {before} \u2192 {after}: {count:,}")
 
 
@@ -354,14 +379,44 @@ def explain_command(
 
     Reads the run's own copies of the policy and reference files, not today's.
     """
-    import json
-
     from pa_batch.audit.explain import explain, render_text
     from pa_batch.audit.history import resolve_run
 
     with _one_line_on_failure():
         explained = explain(resolve_run(run, runs_in), claim_id, line)
     typer.echo(json.dumps(explained, indent=2) if as_json else render_text(explained))
+
+
+policy_app = typer.Typer(
+    help="The policy definition: show the shipped one, check an edited one.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(policy_app, name="policy")
+
+
+@policy_app.command("show")
+def policy_show_command() -> None:
+    """Print the shipped definition (TOML): copy it, edit it, pass it to --policy."""
+    from pa_batch.policy.definition import load_policy
+
+    with _one_line_on_failure():
+        typer.echo(load_policy().text, nl=False)
+
+
+@policy_app.command("check")
+def policy_check_command(
+    path: Annotated[Path, typer.Argument(metavar="FILE", help="A policy definition (TOML).")],
+) -> None:
+    """Validate FILE as --policy would, without running.
+
+    Prints its versions, their dates and terms; an invalid file fails in one line naming the
+    key (exit 1)."""
+    from pa_batch.policy.definition import describe_policy, load_policy
+
+    with _one_line_on_failure():
+        policy = load_policy(path)
+    typer.echo(describe_policy(policy))
 
 
 @contextmanager

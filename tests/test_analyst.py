@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -112,6 +113,29 @@ def test_every_committed_run_stays_until_the_retention_retires_the_oldest(tmp_pa
     assert json.loads((out / "summary.json").read_text())["run"]["id"] == "r4"
 
 
+def test_a_copied_history_keeps_its_order_whatever_the_file_times(tmp_path):
+    """A restore (cp -r without -p) gives every file a new time, in any order: the order of
+    runs, and what --keep-runs retires, come from the times the runs recorded."""
+    extract = _extract(tmp_path / "claims.csv", [1])
+    out = tmp_path / "out"
+    for run_id in ("r1", "r2", "r3"):
+        assert _cli("run", extract, "--out", out, "--run-id", run_id).exit_code == 0
+    assert _cli("run", tmp_path / "absent.csv", "--out", out, "--run-id", "broken").exit_code == 1
+    restored = tmp_path / "restored"
+    shutil.copytree(out, restored, symlinks=True, copy_function=shutil.copyfile)
+    runs = restored / ".pa-batch" / "runs"
+    future = time.time() + 3600
+    for age, name in enumerate(["r3", "r2", "r1"]):  # the oldest run's files now look newest
+        os.utime(runs / name / ".committed", (future + age, future + age))
+    os.utime(restored / ".pa-batch" / "failures" / "broken.json", (future - 10, future - 10))
+    listed = json.loads(_cli("runs", restored, "--json").stdout)
+    assert [run["id"] for run in listed] == ["broken", "r3", "r2", "r1"]
+    assert (
+        _cli("run", extract, "--out", restored, "--run-id", "r4", "--keep-runs", "2").exit_code == 0
+    )
+    assert _runs_dir(restored) == ["r3", "r4"]
+
+
 def test_pa_batch_runs_lists_the_history_newest_first_with_failures(tmp_path):
     extract = _extract(tmp_path / "claims.csv", [1, 2])
     out = tmp_path / "out"
@@ -206,6 +230,39 @@ def test_diff_of_output_directories_reports_lines_in_only_one_run(tmp_path):
     ]
     assert "approved \u2192 (none): 1" in result.output
     assert "(none) \u2192 approved: 1" in result.output
+
+
+def test_diff_json_gives_the_counts_and_transitions_for_a_scheduler(tmp_path):
+    old = tmp_path / "old"
+    new = tmp_path / "new"
+    assert _cli("run", _extract(tmp_path / "a.csv", [1, 2]), "--out", old).exit_code == 0
+    assert _cli("run", _extract(tmp_path / "b.csv", [2, 3, 4]), "--out", new).exit_code == 0
+    result = _cli("diff", old, new, "--out", tmp_path / "diff.csv", "--json")
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert document["lines_differ"] == 3
+    assert document["out"] == str(tmp_path / "diff.csv")
+    assert Path(document["old"]).parent.parent == old / ".pa-batch"
+    assert document["transitions"] == [
+        {"old": "(none)", "new": "approved", "lines": 2},
+        {"old": "approved", "new": "(none)", "lines": 1},
+    ]
+
+
+def test_runs_json_lists_what_the_table_shows(tmp_path):
+    extract = _extract(tmp_path / "claims.csv", [1, 2])
+    out = tmp_path / "out"
+    assert _cli("run", extract, "--out", out, "--run-id", "first").exit_code == 0
+    assert _cli("run", tmp_path / "absent.csv", "--out", out, "--run-id", "broken").exit_code == 1
+    result = _cli("runs", out, "--json")
+    assert result.exit_code == 0
+    listed = json.loads(result.stdout)
+    assert [(r["id"], r["status"], r["current"]) for r in listed] == [
+        ("broken", "failed", False),
+        ("first", "committed", True),
+    ]
+    assert listed[1]["rows_read"] == 2 and listed[1]["outcomes"]["approved"] == 2
+    assert listed[0]["error"] == "file not found"
 
 
 def test_diff_of_identical_runs_is_empty_and_exits_0(tmp_path):

@@ -85,38 +85,38 @@ def test_a_line_no_version_covers_is_rejected_no_policy_in_force(tmp_path):
     ("change", "message"),
     [
         (("approval_months = 12", "approval_months = 0"),
-         "key 'versions[0].approval_months': missing, or not a whole number from 1 to 120"),
+         "key 'versions[1].approval_months': missing, or not a whole number from 1 to 120"),
         (("oral_max_mg_per_unit = 20.0", "oral_max_mg_per_unit = \"20\""),
-         "key 'versions[0].oral_max_mg_per_unit': missing, or not a number > 0 and at most 100,000"),
+         "key 'versions[1].oral_max_mg_per_unit': missing, or not a number > 0 and at most 100,000"),
         # every number has a sane range: past it, an approval end would leave the calendar
         (("approval_months = 12", "approval_months = 100000"),
-         "key 'versions[0].approval_months': missing, or not a whole number from 1 to 120"),
+         "key 'versions[1].approval_months': missing, or not a whole number from 1 to 120"),
         (("approval_months = 12", "approval_months = 100000000"),
-         "key 'versions[0].approval_months': missing, or not a whole number from 1 to 120"),
+         "key 'versions[1].approval_months': missing, or not a whole number from 1 to 120"),
         (("oral_pediatric_age = 12", "oral_pediatric_age = 1200"),
-         "key 'versions[0].oral_pediatric_age': missing, or not a whole number from 0 to 130"),
+         "key 'versions[1].oral_pediatric_age': missing, or not a whole number from 0 to 130"),
         (("intrathecal_max_mg_per_ml = 2.0", "intrathecal_max_mg_per_ml = 1e300"),
-         "key 'versions[0].intrathecal_max_mg_per_ml': missing, or not a number > 0 and at most"),
+         "key 'versions[1].intrathecal_max_mg_per_ml': missing, or not a number > 0 and at most"),
         # an integer too large for a float is refused, not an OverflowError
         (("oral_max_mg_per_unit = 20.0", "oral_max_mg_per_unit = 9" + "0" * 400),
-         "key 'versions[0].oral_max_mg_per_unit': missing, or not a number > 0 and at most"),
+         "key 'versions[1].oral_max_mg_per_unit': missing, or not a number > 0 and at most"),
         (('route = "oral", strength = 10', 'route = "oral", strength = 1' + "0" * 400),
-         "key 'versions[0].commercial_strengths[0].strength': must be a number > 0, at most"),
+         "key 'versions[1].commercial_strengths[1].strength': must be a number > 0, at most"),
         # a TOML date-time is not a date
         (('version = "2024.1"\n', 'version = "2024.1"\neffective_to = 2025-06-30T10:00:00Z\n'),
-         "key 'versions[0].effective_to': must be a date, YYYY-MM-DD"),
+         "key 'versions[1].effective_to': must be a date, YYYY-MM-DD"),
         (('version = "2024.1"\n', 'version = "2024.1"\neffective_from = 2025-06-30T10:00:00\n'),
-         "key 'versions[0].effective_from': must be a date, YYYY-MM-DD"),
+         "key 'versions[1].effective_from': must be a date, YYYY-MM-DD"),
         # a version key at the top level would silently do nothing
         (('title = ', 'oral_max_mg_per_unit = 25.0\ntitle = '),
          "key 'oral_max_mg_per_unit': not a top-level policy key; expected policy_id, title, versions"),
         (('title = ', 'effective_from = 2025-01-01\ntitle = '),
          "key 'effective_from': not a top-level policy key"),
         (("approval_months = 12", "approval_months = 12\nrenewal_months = 12"),
-         "key 'versions[0].renewal_months': not a policy key"),
-        (('"G35",', '"35G",'), "key 'versions[0].spasticity_prefixes': an entry is not an ICD-10-CM code prefix"),
+         "key 'versions[1].renewal_months': not a policy key"),
+        (('"G35",', '"35G",'), "key 'versions[1].spasticity_prefixes': an entry is not an ICD-10-CM code prefix"),
         (('route = "oral", strength = 10', 'route = "rectal", strength = 10'),
-         "key 'versions[0].commercial_strengths[0].route': must be oral or intrathecal"),
+         "key 'versions[1].commercial_strengths[1].route': must be oral or intrathecal"),
         (('policy_id = "baclofen-powder"', 'policy_id = "baclofen-powder'), "not a valid UTF-8 TOML file"),
     ],
     ids=["months", "text-limit", "months-huge", "months-wraps", "age", "limit-huge",
@@ -152,7 +152,7 @@ def test_two_versions_of_one_name_fail_naming_the_second(tmp_path):
                   "--policy", policy)  # fmt: skip
     assert result.exit_code == 1, result.output
     assert result.stderr.strip() == (
-        f"pa-batch: error: {policy}: key 'versions[1].version': '2024.1' names an earlier "
+        f"pa-batch: error: {policy}: key 'versions[2].version': '2024.1' names an earlier "
         "version too"
     )
 
@@ -191,3 +191,58 @@ def test_a_policy_change_gives_exactly_the_expected_diff(tmp_path):
                  "new_reasons"]].values.tolist() == [
         ["C2", "2025-07-01", "denied", "approved", "ORAL_DOSE_EXCEEDS_LIMIT", ""],
     ]  # fmt: skip
+
+
+# --- pa-batch policy show / check --------------------------------------------------------
+
+
+def test_policy_show_prints_the_shipped_definition_a_run_reads():
+    result = _cli("policy", "show")
+    assert result.exit_code == 0
+    assert result.stdout == SHIPPED
+
+
+def test_policy_check_lists_each_version_with_its_terms(tmp_path):
+    policy = _two_versions(tmp_path, second_limit=25)
+    result = _cli("policy", "check", policy)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith(f"{policy}: a valid policy definition (sha256 ")
+    assert lines[2].startswith("2 versions;")
+    assert lines[3].startswith("  2024.1: open to 2025-06-30; oral at most 20 mg per unit")
+    assert lines[4].startswith("  2025.2: 2025-07-01 to open; oral at most 25 mg per unit")
+    assert (
+        "approval 12 months; pediatric advisories under 12 (oral) and 4 (intrathecal)" in lines[4]
+    )
+
+
+def test_a_copy_of_policy_show_checks_and_runs_like_the_shipped_one(tmp_path):
+    copy = tmp_path / "mine.toml"
+    copy.write_text(_cli("policy", "show").stdout)
+    assert _cli("policy", "check", copy).exit_code == 0
+    extract = _extract(tmp_path, [(1, "2024-05-01", "5")])
+    shipped = _cli("run", extract, "--out", tmp_path / "a")
+    edited = _cli("run", extract, "--out", tmp_path / "b", "--policy", copy)
+    assert shipped.exit_code == edited.exit_code == 0
+    read = [pd.read_parquet(tmp_path / out / "results.parquet") for out in ("a", "b")]
+    assert list(read[0]["decision"]) == list(read[1]["decision"]) == ["approved"]
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (("oral_max_mg_per_unit = 20.0", "oral_max_mg_per_unit = 0"),
+         "key 'versions[1].oral_max_mg_per_unit': missing, or not a number > 0"),
+        (('version = "2024.1"', 'version = "2024.1"\nrenewal_months = 6'),
+         "key 'versions[1].renewal_months': not a policy key"),
+    ],
+)  # fmt: skip
+def test_policy_check_fails_in_one_line_naming_the_key_and_runs_nothing(tmp_path, edit, message):
+    policy = tmp_path / "policy.toml"
+    policy.write_text(SHIPPED.replace(*edit))
+    result = _cli("policy", "check", policy)
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1
+    assert result.stderr.startswith(f"pa-batch: error: {policy}: {message}")
+    assert not (tmp_path / ".pa-batch").exists()

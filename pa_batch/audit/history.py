@@ -21,11 +21,12 @@ import pyarrow.parquet as pq
 from pa_batch.core.outcomes import OUTCOMES
 from pa_batch.errors import RunError
 from pa_batch.io.commit import (
-    COMMITTED_MARK,
     CONTROL_DIR,
     PUBLISHED_NAMES,
+    committed_at_ns,
     committed_runs,
     current_run_name,
+    failure_recorded_ns,
     run_dir_name,
 )
 
@@ -97,11 +98,13 @@ def _damaged_entry(run_dir: Path, current: bool, order: int, error: RunError) ->
 
 
 def _recorded_ns(run_dir: Path, order: int) -> int:
-    """When the run was committed: its mark's time (a current run not yet marked: now)."""
+    """When the run was committed, as its mark records it (a current run not yet marked:
+    after every other)."""
     try:
-        return (run_dir / COMMITTED_MARK).stat().st_mtime_ns
+        at = committed_at_ns(run_dir)
     except OSError:
-        return 1 << 62 | order
+        at = None
+    return 1 << 62 | order if at is None else at
 
 
 def _failure_entry(record_path: Path) -> RunEntry:
@@ -118,7 +121,7 @@ def _failure_entry(record_path: Path) -> RunEntry:
     except (OSError, ValueError):
         run_id, failed_at, error, status = record_path.stem, "", "unreadable record", DAMAGED
     try:
-        recorded = record_path.stat().st_mtime_ns
+        recorded = failure_recorded_ns(record_path)
     except OSError:
         recorded = 0
     return RunEntry(

@@ -27,6 +27,7 @@ import json
 import os
 import re
 import shutil
+import time
 import uuid
 from pathlib import Path
 
@@ -200,9 +201,11 @@ class OutputDirectory:
         runs = self.control / "runs"
         if runs.is_dir():
             for entry in runs.iterdir():
+                if (entry / COMMITTED_MARK).exists():
+                    continue
                 if current is not None and entry.name == current.name:
                     _mark_committed(entry)  # a commit killed between swap and mark
-                elif not (entry / COMMITTED_MARK).exists():
+                else:
                     shutil.rmtree(entry, ignore_errors=True)
 
     def _retire_old_runs(self) -> None:
@@ -242,10 +245,10 @@ def committed_runs(control: Path) -> list[Path]:
     newest = float("inf")  # current but not yet marked: the last committed
 
     def committed_at(entry: Path) -> float:
-        try:
-            return (entry / COMMITTED_MARK).stat().st_mtime_ns
-        except FileNotFoundError:
+        at = committed_at_ns(entry)
+        if at is None:
             return newest if entry.name == current else -1
+        return at
 
     stamped = [(committed_at(entry), entry) for entry in runs.iterdir()]
     return [entry for at, entry in sorted(stamped, key=lambda p: p[0], reverse=True) if at >= 0]
@@ -260,8 +263,39 @@ def current_run_name(control: Path) -> str | None:
 
 
 def _mark_committed(run_dir: Path) -> None:
-    descriptor = os.open(run_dir / COMMITTED_MARK, os.O_WRONLY | os.O_CREAT, FILE_MODE)
-    os.close(descriptor)
+    # the mark holds the commit time: the history's order comes from what the runs recorded,
+    # which a copy (cp -r, a restore) keeps, not from file times, which it does not
+    descriptor = os.open(run_dir / COMMITTED_MARK, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+    try:
+        os.write(descriptor, f"{time.time_ns()}\n".encode())
+    finally:
+        os.close(descriptor)
+
+
+def committed_at_ns(run_dir: Path) -> int | None:
+    """When ``run_dir`` was committed, as its mark records it; None if it is not marked. A
+    mark without a time (written before marks held one, or cut short) gives its mtime."""
+    mark = run_dir / COMMITTED_MARK
+    try:
+        text = mark.read_bytes()
+        modified = mark.stat().st_mtime_ns
+    except FileNotFoundError:
+        return None
+    try:
+        return int(text.strip())
+    except ValueError:
+        return modified
+
+
+def failure_recorded_ns(record_path: Path) -> int:
+    """When a failure record was written, as it records it (older records: the file's mtime)."""
+    try:
+        recorded = json.loads(record_path.read_bytes()).get("recorded_ns")
+        if isinstance(recorded, int):
+            return recorded
+    except (ValueError, AttributeError):
+        pass
+    return record_path.stat().st_mtime_ns
 
 
 def record_failure(out_dir: Path, record: dict) -> None:
@@ -275,10 +309,9 @@ def record_failure(out_dir: Path, record: dict) -> None:
         if not (out_dir / CONTROL_DIR).is_dir():  # no history to stand beside: nothing made
             return
         make_directories(failures)
+        record = {**record, "recorded_ns": time.time_ns()}
         _write_json_atomically(failures / f"{run_dir_name(record['run_id'])}.json", record)
-        for old in sorted(failures.glob("*.json"), key=lambda p: p.stat().st_mtime_ns)[
-            :-KEEP_FAILURES
-        ]:
+        for old in sorted(failures.glob("*.json"), key=failure_recorded_ns)[:-KEEP_FAILURES]:
             old.unlink()
     except OSError:
         return

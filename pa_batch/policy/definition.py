@@ -99,12 +99,18 @@ def _versions(data: dict, label: str) -> tuple[PolicyVersion, ...]:
     tables = data.get("versions")
     if not isinstance(tables, list) or not tables:
         raise _fail(label, "versions", "at least one [[versions]] table is needed")
-    versions = tuple(_version(table, label, f"versions[{i}].") for i, table in enumerate(tables))
+    # keys name a [[versions]] table and a list entry as a reader counts them: from 1
+    versions = tuple(
+        _version(table, label, f"versions[{number}].")
+        for number, table in enumerate(tables, start=1)
+    )
     names = [v.version for v in versions]
     for i, name in enumerate(names):
         if name in names[:i]:
             # results name the version that decided a line: two of one name are one too many
-            raise _fail(label, f"versions[{i}].version", f"'{name}' names an earlier version too")
+            raise _fail(
+                label, f"versions[{i + 1}].version", f"'{name}' names an earlier version too"
+            )
     _check_no_overlap(versions, label)
     return versions
 
@@ -195,7 +201,7 @@ def _strengths(table: dict, label: str, where: str) -> tuple[CommercialStrength,
         raise _fail(label, key, "missing, or not a list of {route, strength, strength_unit}")
     strengths = []
     for i, value in enumerate(values):
-        entry = f"{key}[{i}]"
+        entry = f"{key}[{i + 1}]"
         if not isinstance(value, dict) or set(value) != {"route", "strength", "strength_unit"}:
             raise _fail(label, entry, "must be {route, strength, strength_unit}")
         route = normalize.ROUTE_SYNONYMS.get(str(value["route"]).strip().lower())
@@ -222,3 +228,28 @@ def _check_no_overlap(versions: tuple[PolicyVersion, ...], label: str) -> None:
                 f"versions '{before.version}' and '{after.version}' are both in force on "
                 "some dates",
             )
+
+
+def describe_policy(policy: PolicyDefinition) -> str:
+    """What ``policy check`` prints: the definition's versions and their terms, one a line."""
+    from pa_batch.core.rules import number_text
+
+    lines = [
+        f"{policy.origin}: a valid policy definition (sha256 {policy.sha256[:12]})",
+        f"policy {policy.policy_id}: {policy.title}",
+        f"{len(policy.versions)} version{'s' if len(policy.versions) > 1 else ''}; a line is "
+        "decided under the one in force on its service date:",
+    ]
+    for version in policy.versions:
+        start = version.effective_from.isoformat() if version.effective_from else "open"
+        end = version.effective_to.isoformat() if version.effective_to else "open"
+        lines.append(
+            f"  {version.version}: {start} to {end}; oral at most "
+            f"{number_text(version.oral_max_mg_per_unit)} mg per unit, intrathecal at most "
+            f"{number_text(version.intrathecal_max_mg_per_ml)} mg/mL; approval "
+            f"{version.approval_months} months; pediatric advisories under "
+            f"{version.oral_pediatric_age} (oral) and {version.intrathecal_pediatric_age} "
+            f"(intrathecal); {len(version.spasticity_prefixes)} spasticity code prefixes; "
+            f"{len(version.commercial_strengths)} commercial strengths"
+        )
+    return "\n".join(lines)
