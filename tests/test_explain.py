@@ -97,8 +97,16 @@ def test_explain_reads_the_runs_own_copies_not_todays_files(decided_run):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["NO-SUCH-CLAIM"], "no line of that claim in the run"),
-        (["approved_oral_5mg", "--line", "7"], "no line of that claim and line in the run"),
+        (
+            ["NO-SUCH-CLAIM"],
+            "no line of that claim in the run, and no record of it in the "
+            "run's inputs (1 input(s) searched, unchanged since the run)",
+        ),
+        (
+            ["approved_oral_5mg", "--line", "7"],
+            "no line of that claim and line in the run, and "
+            "no record of it in the run's inputs (1 input(s) searched, unchanged since the run)",
+        ),
     ],
 )
 def test_an_unknown_claim_or_line_exits_1_in_one_line(decided_run, args, message):
@@ -181,3 +189,90 @@ def test_clauses_and_advisories_quote_the_version_that_decided_the_line(tmp_path
     )
     assert "[n/a] intrathecal concentration within the limit: not evaluated for this route" in text
     assert "20 mg" not in text and "12 years" not in text and "None" not in text
+
+
+# --- as given, and why a claim was not decided ------------------------------------------------
+
+AS_WRITTEN = {"service_date": "20240603", "ndc": "51927-1004-00", "line_number": "01",
+              "route": " Oral ", "strength": "5.0"}  # fmt: skip
+NOT_POWDER = {"claim_id": "TABLET", "drug_name": "BACLOFEN 10 MG TAB", "ndc": "00000-1111-22"}
+
+
+@pytest.fixture
+def messy_run(tmp_path):
+    """A powder line written the long way, a tablet claim (out of scope), a malformed record
+    carrying its claim id: the extract beside the output directory."""
+    out = run_lines(tmp_path, [{**VALID_LINE, "claim_id": "WRITTEN", **AS_WRITTEN},
+                               {**VALID_LINE, **NOT_POWDER}])  # fmt: skip
+    return out, tmp_path / "claims.csv"
+
+
+def test_input_as_given_is_the_cell_as_the_file_wrote_it(messy_run):
+    out, extract = messy_run
+    explained = json.loads(_cli("explain", out, "WRITTEN", "--json").stdout)
+    line = explained["lines"][0]
+    assert {k: line["input"][k] for k in AS_WRITTEN | {"route_given": ""} if k != "route"} == {
+        "service_date": "20240603", "ndc": "51927-1004-00", "line_number": "01",
+        "strength": "5.0", "route_given": " Oral ",
+    }  # fmt: skip
+    assert line["input_source"] == (
+        f"as given, re-read from {extract} record 1, unchanged since the run (SHA-256 as in the "
+        "run's manifest)"
+    )
+    assert explained["inputs_searched"] == {
+        str(extract): "unchanged since the run (SHA-256 as in the run's manifest)"
+    }
+
+
+@pytest.mark.parametrize("what_happened", ["moved", "changed"])
+def test_a_moved_or_changed_input_is_not_quoted_and_the_values_are_labelled(
+    messy_run, what_happened
+):
+    out, extract = messy_run
+    if what_happened == "moved":
+        extract.rename(extract.with_name("elsewhere.csv"))
+        state = "not found at the path the run read"
+    else:
+        extract.write_text(extract.read_text().replace("20240603", "20240604"))
+        state = "changed since the run (SHA-256 not as in the run's manifest)"
+    text = _cli("explain", out, "WRITTEN").stdout
+    assert (
+        "  input as the run kept it, with line_number, service_date and ndc normalized, since "
+        f"{extract} is {state}:\n"
+    ) in text
+    assert "service_date=2024-06-03, ndc=51927100400" in text
+    result = _cli("explain", out, "TABLET")
+    assert result.exit_code == 1
+    assert result.stderr.strip().endswith(
+        f"no line of that claim in the run, and no record of it in the run's inputs "
+        f"({extract}: {state})"
+    )
+
+
+def test_an_out_of_scope_claim_is_found_in_the_inputs_with_why(messy_run):
+    out, extract = messy_run
+    result = _cli("explain", out, "TABLET")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[2:] == [
+        f"Line 1: OUT_OF_SCOPE ({extract}, record 2)",
+        f"  input as given, re-read from {extract} record 2:",
+        "    claim_id=TABLET, line_number=1, member_id=M1, service_date=2024-05-01, "
+        "ndc=00000-1111-22, member_birth_date=1980-01-02, drug_name=BACLOFEN 10 MG TAB, "
+        "route=oral, strength=5, strength_unit=mg, diagnosis_codes=G35",
+        "  out of scope: NDC 00000-1111-22 is not a listed product (the run's products.csv), "
+        "and drug name 'BACLOFEN 10 MG TAB' does not name baclofen powder or bulk",
+    ]
+    explained = json.loads(_cli("explain", out, "TABLET", "--json").stdout)
+    assert explained["lines"][0]["outcome"] == "out_of_scope"
+
+
+def test_a_malformed_record_carrying_the_claim_id_is_found(tmp_path):
+    extract = tmp_path / "claims.csv"
+    header = ",".join(VALID_LINE)
+    good = ",".join(VALID_LINE.values())
+    extract.write_text(f"{header}\n{good}\nBROKEN,1,M1,extra,fields,,,,,,,,,,,,,,,\n")
+    out = tmp_path / "out"
+    assert _cli("run", extract, "--out", out).exit_code == 0
+    text = _cli("explain", out, "BROKEN").stdout
+    assert f"Record 2: REJECTED ({extract}, record 2)" in text
+    assert "MALFORMED_RECORD: record has 20 fields" in text

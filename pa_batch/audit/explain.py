@@ -1,9 +1,11 @@
 """`pa-batch explain RUN CLAIM_ID`: why each line of a claim got its outcome, criterion by
 criterion, for an auditor who must justify it.
 
-Reads only what the run wrote and kept: its results and rejects, the policy definition and
-the reference files it was decided under (copies in the run's own directory), never today's
-files, and never re-decides.
+Reads what the run wrote and kept: its results and rejects, the policy definition and the
+reference files it was decided under (copies in the run's own directory), never today's
+files, and never re-decides. The claim's records are looked up again in the run's inputs
+(``sources.py``), where each is unchanged since the run, to show cells exactly as given and
+to say why a record the run read was not decided.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from pa_batch.audit.history import read_run_table, read_summary, reading_run
+from pa_batch.audit.sources import FoundRecord, Search, out_of_scope_because, search_inputs
 from pa_batch.core.model import PolicyDefinition
 from pa_batch.core.rules import (
     ADVISORIES,
@@ -28,8 +31,8 @@ from pa_batch.errors import RunError
 from pa_batch.policy.definition import load_policy
 from pa_batch.policy.reference import POLICY_ORIGIN, read_reference_rows
 
-# the line's columns as the claim gave them (trimmed); line_number, dates and the NDC are
-# shown as the run normalized them (the rejects file keeps cells exactly as given)
+# a line's input columns, re-read from its source file; where that cannot be, the results'
+# own (trimmed; line_number, dates and the NDC as the run normalized them)
 INPUT_AS_GIVEN = (
     "claim_id", "line_number", "member_id", "service_date", "ndc", "drug_name", "route_given",
     "strength", "strength_unit", "diagnosis_codes", "member_birth_date",
@@ -61,26 +64,76 @@ def _explain(
     line: int | None,
 ) -> dict:
     decided = results[results["claim_id"].astype("str") == claim_id]
-    rejected = rejects[rejects["claim_id"].astype("str") == claim_id]
+    rejected = pd.concat(
+        [rejects[rejects["claim_id"].astype("str") == claim_id], _malformed(rejects, claim_id)]
+    )
     if line is not None:
         decided = decided[decided["line_number"].astype("int64") == line]
         rejected = rejected[_whole_number(rejected["line_number"]) == line]
-    if decided.empty and rejected.empty:
-        where = "that claim and line" if line is not None else "that claim"
-        raise RunError(f"no line of {where} in the run", file=str(run_dir))
-    policy = load_policy(run_dir / "policy.toml")
-    references = _ReferenceRows(run_dir, policy, summary)
-    lines = [_decided_line(row, policy, references) for row in decided.to_dict("records")]
+    search = search_inputs(summary, claim_id)
+    lines = []
+    if not decided.empty:
+        policy = load_policy(run_dir / "policy.toml")
+        references = _ReferenceRows(run_dir, policy, summary)
+        lines = [
+            _decided_line(row, policy, references, search) for row in decided.to_dict("records")
+        ]
     # a record is a (file, record number): two files may each have a record 1
     for (_, source_row), errors in rejected.groupby(
         ["source_file", "source_row"], sort=True, dropna=False
     ):
         lines.append(_rejected_line(int(source_row), errors))
+    if not lines:
+        lines = _not_decided(run_dir, search, claim_id, line)
     lines.sort(key=lambda entry: (entry["source"]["file"], entry["source"]["row"]))
     return {
         "run": {"id": str(summary["run"].get("id", run_dir.name)), "directory": str(run_dir)},
         "claim_id": claim_id,
+        "inputs_searched": search.files,
         "lines": lines,
+    }
+
+
+def _malformed(rejects: pd.DataFrame, claim_id: str) -> pd.DataFrame:
+    """Malformed records (no fields to trust) whose text carries the claim id as a field."""
+    malformed = rejects[rejects["error_code"] == "MALFORMED_RECORD"]
+    malformed = malformed[malformed["value"].astype("str").str.contains(claim_id, regex=False)]
+    fields = (
+        malformed["value"]
+        .astype("str")
+        .map(lambda text: {field.strip().strip('"').strip() for field in text.split(",")})
+    )
+    return malformed[fields.map(lambda found: claim_id in found).astype(bool)]
+
+
+def _not_decided(run_dir: Path, search: Search, claim_id: str, line: int | None) -> list[dict]:
+    """A claim the run neither decided nor rejected: its records in the inputs (out of
+    scope), or an error saying it is not in them, and how far that could be checked."""
+    found = [
+        record
+        for record in search.records
+        if line is None or _whole_number(pd.Series([record.cells["line_number"]])).iloc[0] == line
+    ]
+    if found:
+        return [_out_of_scope_line(record, run_dir) for record in found]
+    where = "that claim and line" if line is not None else "that claim"
+    if search.complete:
+        searched = f"{len(search.files)} input(s) searched, unchanged since the run"
+    else:
+        searched = "; ".join(f"{path}: {state}" for path, state in search.files.items())
+    raise RunError(
+        f"no line of {where} in the run, and no record of it in the run's inputs ({searched})",
+        file=str(run_dir),
+    )
+
+
+def _out_of_scope_line(record: FoundRecord, run_dir: Path) -> dict:
+    return {
+        "outcome": "out_of_scope",
+        "source": {"file": record.file, "row": record.row},
+        "input": record.cells,
+        "input_source": f"as given, re-read from {record.file} record {record.row}",
+        "out_of_scope_because": out_of_scope_because(record, run_dir),
     }
 
 
@@ -160,7 +213,9 @@ def _text(value) -> str | None:
     return str(value)
 
 
-def _decided_line(row: dict, policy: PolicyDefinition, references: _ReferenceRows) -> dict:
+def _decided_line(
+    row: dict, policy: PolicyDefinition, references: _ReferenceRows, search: Search
+) -> dict:
     version_index = next(
         i for i, v in enumerate(policy.versions) if v.version == row["policy_version"]
     )
@@ -215,7 +270,7 @@ def _decided_line(row: dict, policy: PolicyDefinition, references: _ReferenceRow
     return {
         "outcome": row["decision"],
         "source": {"file": row["source_file"], "row": int(row["source_row"])},
-        "input": {name: _text(row[name]) for name in INPUT_AS_GIVEN},
+        **_input(row, search),
         "normalized": {
             "route": _text(row["route"]),
             "strength": observed_strength,
@@ -240,6 +295,32 @@ def _decided_line(row: dict, policy: PolicyDefinition, references: _ReferenceRow
             "end": _text(row["approval_end"]),
         },
     }
+
+
+def _input(row: dict, search: Search) -> dict:
+    """The line's cells exactly as its source file gave them, re-read; where the file is gone
+    or changed, the results' own (some normalized), and labelled so."""
+    source_file, source_row = str(row["source_file"]), int(row["source_row"])
+    found = search.record(source_file, source_row)
+    if found is not None:
+        cells = {
+            name: found.cells.get("route" if name == "route_given" else name)
+            for name in INPUT_AS_GIVEN
+        }
+        return {
+            "input": cells,
+            "input_source": f"as given, re-read from {source_file} record {source_row}, "
+            f"{search.files[source_file]}",
+        }
+    state = search.files.get(source_file, NOT_SEARCHED)
+    return {
+        "input": {name: _text(row[name]) for name in INPUT_AS_GIVEN},
+        "input_source": "as the run kept it, with line_number, service_date and ndc "
+        f"normalized, since {source_file} is {state}",
+    }
+
+
+NOT_SEARCHED = "not among the run's inputs"
 
 
 IN_SCOPE_BECAUSE = {
@@ -328,10 +409,17 @@ def render_text(explained: dict) -> str:
     for line in explained["lines"]:
         source = line["source"]
         out.append("")
+        number = line["input"].get("line_number")
         out.append(
-            f"Line {line['input']['line_number']}: {line['outcome'].upper()} "
-            f"({source['file']}, record {source['row']})"
+            (f"Line {number}" if number is not None else f"Record {source['row']}")
+            + f": {line['outcome'].upper()} ({source['file']}, record {source['row']})"
         )
+        if line["outcome"] == "out_of_scope":
+            given = ", ".join(f"{k}={v}" for k, v in line["input"].items() if v is not None)
+            out.append(f"  input {line['input_source']}:")
+            out.append(f"    {given}")
+            out.append(f"  {line['out_of_scope_because']}")
+            continue
         if line["outcome"] == "rejected":
             for error in line["errors"]:
                 out.append(
@@ -341,7 +429,8 @@ def render_text(explained: dict) -> str:
                 )
             continue
         given = ", ".join(f"{k}={v}" for k, v in line["input"].items() if v is not None)
-        out.append(f"  input as given: {given}")
+        out.append(f"  input {line['input_source']}:")
+        out.append(f"    {given}")
         normalized = line["normalized"]
         out.append(
             f"  normalized: route {_shown(normalized['route'])}, "

@@ -297,7 +297,7 @@ def scope(
     ``ndc`` is the normalized NDC (NA where missing or invalid).
     """
     listed = ndc.isin(reference.product_ndcs).to_numpy()
-    named = normalize.on_distinct(drug_name, _names_baclofen_powder)
+    named = normalize.on_distinct(drug_name, names_baclofen_powder)
     named = named.fillna(False).astype(bool).to_numpy()
     ndc_decides_nothing = not reference.product_ndcs
     knowable = ndc.notna().to_numpy() | ndc_decides_nothing
@@ -307,7 +307,7 @@ def scope(
     return status, pd.Series(in_scope_by, index=drug_name.index)
 
 
-def _names_baclofen_powder(names: pd.Series) -> pd.Series:
+def names_baclofen_powder(names: pd.Series) -> pd.Series:
     lower = names.str.lower()
     return lower.str.contains("baclofen", regex=False) & (
         lower.str.contains("powder", regex=False) | lower.str.contains("bulk", regex=False)
