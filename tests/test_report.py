@@ -125,6 +125,9 @@ def test_summary_html_renders_in_chromium_with_every_chart_and_the_numbers_of_su
         expected |= {f"input:{index}:{o}": n for o, n in listed["counts"].items()}
     for month, decided in summary["decisions_by_service_month"].items():
         expected |= {f"month:{month}:{d}": n for d, n in decided.items()}
+        expected |= {f"month-table:{month}:{d}": n for d, n in decided.items()}
+    for column, found in summary["unmapped_spellings"].items():
+        expected |= {f"spelling:{column}:{s}": n for s, n in found["spellings"].items()}
     expected |= {f"powder_line:{k}": n for k, n in summary["rejected_by_powder_line"].items()}
     assert shown == expected
     assert f"Records read {summary['counts']['rows_read']:,} =" in " ".join(dom.stdout.split())

@@ -117,6 +117,12 @@ def line_counts(results: pd.DataFrame) -> Counts:
                 if n  # a categorical counts its unused categories too
             }
         ),
+        unmapped_routes=Counter(
+            results.loc[results["route"] == normalize.ROUTE_OTHER, "route_given"]
+            .str.strip()
+            .value_counts()
+            .to_dict()
+        ),
     )
 
 

@@ -24,6 +24,10 @@ class Counts:
     rejected_by_powder_line: Counter[str] = field(default_factory=_counter)  # yes/no/unknown
     by_month: Counter[tuple[str, str]] = field(default_factory=_counter)  # (YYYY-MM, decision)
     routes: Counter[str] = field(default_factory=_counter)  # normalized route of decided lines
+    # spellings the contract does not map: a decided line's route given that normalized to
+    # "other", and the strength_unit given of an INVALID_STRENGTH_UNIT reject (trimmed)
+    unmapped_routes: Counter[str] = field(default_factory=_counter)
+    unknown_units: Counter[str] = field(default_factory=_counter)
 
     def __add__(self, other: Counts) -> Counts:
         return Counts(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(Counts)))

@@ -35,7 +35,13 @@ from pa_batch.runner.engines import LOCAL, open_engine
 from pa_batch.runner.events import Events
 from pa_batch.runner.report import summary_html
 from pa_batch.runner.state import ClaimKeyRegistry, finish_batch
-from pa_batch.runner.summary import InputRecord, RunReport, summary_json, summary_markdown
+from pa_batch.runner.summary import (
+    InputRecord,
+    RunReport,
+    spelling_notices,
+    summary_json,
+    summary_markdown,
+)
 from pa_batch.schemas.outputs import REJECTS_SCHEMA, RESULTS_SCHEMA
 
 SUMMARY_JSON = "summary.json"
@@ -238,7 +244,7 @@ def commit(plan: Plan, report: RunReport, output: OutputDirectory, started: floa
     """Summaries and the run's own copies of what decided it, then the atomic commit."""
     report.seconds = time.monotonic() - started
     report.finished_at = _now()
-    report.notices = same_file_notices(report.inputs)
+    report.notices = same_file_notices(report.inputs) + spelling_notices(report.counts)
     output.write_text(SUMMARY_MD, summary_markdown(report))
     # the run keeps the definition and reference files it was decided under, so that
     # explain and reruns read them as they were, not as they are today

@@ -377,6 +377,9 @@ class BatchOutcome:
     counts: Counts
 
 
+INVALID_STRENGTH_UNIT = "INVALID_STRENGTH_UNIT"
+
+
 def finish_batch(decided: DecidedBatch, claim_keys: ClaimKeyRegistry) -> BatchOutcome:
     """Apply the run state (batches in input order): a line whose key an earlier line of the
     run holds is rejected DUPLICATE_KEY instead of decided; then count every outcome."""
@@ -400,6 +403,13 @@ def finish_batch(decided: DecidedBatch, claim_keys: ClaimKeyRegistry) -> BatchOu
         outcomes=Counter({OUT_OF_SCOPE: decided.out_of_scope, REJECTED: len(rejected)}),
         errors=Counter(rejects["error_code"].value_counts().to_dict()),
         rejected_by_powder_line=Counter(rejected["powder_line"].value_counts().to_dict()),
+        unknown_units=Counter(
+            rejects.loc[rejects["error_code"] == INVALID_STRENGTH_UNIT, "value"]
+            .astype("str")
+            .str.strip()
+            .value_counts()
+            .to_dict()
+        ),
     )
     if counts.outcomes.total() != decided.rows_read:
         raise RunError(

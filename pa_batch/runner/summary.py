@@ -117,6 +117,10 @@ def summary_json(report: RunReport) -> dict:
             for month in sorted({month for month, _ in counts.by_month})
         },
         "routes": dict(sorted(counts.routes.items())),
+        "unmapped_spellings": {
+            "route": _spellings(counts.unmapped_routes),
+            "strength_unit": _spellings(counts.unknown_units),
+        },
         "reject_rate": round(report.reject_rate, 6),
         "max_reject_rate": report.options.get("max_reject_rate"),
         "over_reject_threshold": report.over_reject_threshold,
@@ -162,6 +166,30 @@ def summary_markdown(report: RunReport) -> str:
         f"(definition SHA-256 `{report.policy.sha256}`); pa_batch {__version__}; "
         f"started {report.started_at}, {report.seconds:.1f} s.",
         "",
+        f"Run {md_code(report.run_id)}: "
+        + ("committed, reject rate over the limit" if report.over_reject_threshold else "committed")
+        + f"; finished {report.finished_at}.",
+        "",
+        "Policy definition: "
+        + (
+            "the shipped one"
+            if report.policy.origin == "shipped"
+            else md_code(report.policy.origin)
+        )
+        + "; versions "
+        + ", ".join(
+            f"{md_code(v.version)} ({v.effective_from or 'open'} to {v.effective_to or 'open'})"
+            for v in report.policy.versions
+        )
+        + ".",
+        "",
+        "Options: "
+        + "; ".join(
+            f"{name} {md_code(str(value)) if value is not None else '—'}"
+            for name, value in report.options.items()
+        )
+        + ".",
+        "",
         "## Outcomes",
         "",
         "| outcome | records |",
@@ -195,6 +223,18 @@ def summary_markdown(report: RunReport) -> str:
         f"`DX_NOT_BILLABLE` uses {icd10cm.EDITION} ({icd10cm.PACKAGE} "
         f"{icd10cm.PACKAGE_VERSION}), for service dates from {icd10cm.APPLIES_FROM}.",
         "",
+        "## Decisions by service month",
+        "",
+        "| month | " + " | ".join(DECISIONS) + " |",
+        "|---|" + "---:|" * len(DECISIONS),
+        *[
+            f"| {month} | " + " | ".join(f"{counts.by_month[month, d]:,}" for d in DECISIONS) + " |"
+            for month in sorted({month for month, _ in counts.by_month})
+        ],
+        "",
+        "## Unmapped spellings",
+        "",
+        *_spelling_lines(counts),
         "## Reject errors (a rejected record may carry several)",
         "",
         "| error | errors |",
@@ -227,6 +267,75 @@ def summary_markdown(report: RunReport) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+# Spellings the contract does not map are shown so that an extract writing "Oral Tablet"
+# does not pass for a wave of investigational claims. They are cell values, so only what
+# reads as a route or unit word is shown, and only when at least SPELLING_MIN_LINES lines
+# carry it: a rarer or odder cell (a shifted column could hold anything) is counted, unshown.
+SPELLING_SHAPE = re.compile(r"[A-Za-z0-9 ./%()\-]{1,40}")
+SPELLING_MIN_LINES = 5
+UNSHOWN_SPELLINGS = "(other spellings, not shown)"
+SPELLING_NOTICE_SHARE = 0.01
+
+
+def _spellings(counter: Counter[str]) -> dict:
+    shown: dict[str, int] = {}
+    unshown = 0
+    for spelling, lines in sorted(counter.items(), key=lambda item: (-item[1], item[0])):
+        if lines >= SPELLING_MIN_LINES and SPELLING_SHAPE.fullmatch(spelling):
+            shown[spelling] = int(lines)
+        else:
+            unshown += int(lines)
+    if unshown:
+        shown[UNSHOWN_SPELLINGS] = unshown
+    return {"lines": int(sum(counter.values())), "spellings": shown}
+
+
+def spelling_notices(counts: Counts) -> list[str]:
+    """A notice when the lines with an unmapped spelling exceed 1% of the decided lines."""
+    decided = counts.decided
+    notices = []
+    routes, units = sum(counts.unmapped_routes.values()), sum(counts.unknown_units.values())
+    if decided and routes / decided > SPELLING_NOTICE_SHARE:
+        notices.append(
+            f"{_lines(routes, 'decided line')} ({routes / decided:.1%}) give a route spelling "
+            "outside the contract's route table, decided as route 'other' (investigational): "
+            "see the unmapped spellings"
+        )
+    if decided and units / decided > SPELLING_NOTICE_SHARE:
+        notices.append(
+            f"{_lines(units, 'baclofen powder line')} ({units / decided:.1%} of the decided "
+            "lines) rejected for a strength_unit outside the contract's unit table: see the "
+            "unmapped spellings"
+        )
+    return notices
+
+
+def _lines(count: int, what: str) -> str:
+    return f"{count:,} {what}" + ("" if count == 1 else "s")
+
+
+def _spelling_lines(counts: Counts) -> list[str]:
+    rows = [
+        f"| {column} | {md_code(spelling)} | {lines:,} |"
+        for column, counter in (
+            ("route", counts.unmapped_routes),
+            ("strength_unit", counts.unknown_units),
+        )
+        for spelling, lines in _spellings(counter)["spellings"].items()
+    ]
+    if not rows:
+        return ["Every route and strength_unit spelling was one the contract maps.", ""]
+    return [
+        "| column | spelling | lines |",
+        "|---|---|---:|",
+        *rows,
+        "",
+        f"Spellings on fewer than {SPELLING_MIN_LINES} lines, or not shaped like a route or "
+        "unit, are counted but not shown.",
+        "",
+    ]
 
 
 def md_code(text: str) -> str:
