@@ -276,3 +276,25 @@ def test_a_malformed_record_carrying_the_claim_id_is_found(tmp_path):
     text = _cli("explain", out, "BROKEN").stdout
     assert f"Record 2: REJECTED ({extract}, record 2)" in text
     assert "MALFORMED_RECORD: record has 20 fields" in text
+
+
+def test_a_parquet_input_is_searched_by_its_claim_id_column_across_row_groups(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    lines = [{**VALID_LINE, "claim_id": f"P{n}"} for n in range(5)]
+    lines[3] = {**VALID_LINE, "claim_id": " WRITTEN ", **AS_WRITTEN}
+    lines.append({**VALID_LINE, **NOT_POWDER})
+    table = pa.table({column: [line[column] for line in lines] for column in VALID_LINE})
+    table = table.set_column(1, "line_number", pa.array([1, 1, 1, 1, 1, 1], pa.int64()))
+    extract = tmp_path / "claims.parquet"
+    pq.write_table(table, extract, row_group_size=2)  # the claim is in the second group
+    out = tmp_path / "out"
+    assert _cli("run", extract, "--out", out).exit_code == 0
+    line = json.loads(_cli("explain", out, "WRITTEN", "--json").stdout)["lines"][0]
+    assert line["source"] == {"file": str(extract), "row": 4}
+    assert line["input"]["claim_id"] == " WRITTEN " and line["input"]["line_number"] == "1"
+    assert line["input"]["service_date"] == "20240603" and line["input"]["ndc"] == "51927-1004-00"
+    assert line["input_source"].startswith(f"as given, re-read from {extract} record 4, unchanged")
+    tablet = _cli("explain", out, "TABLET")
+    assert tablet.exit_code == 0 and "OUT_OF_SCOPE" in tablet.stdout

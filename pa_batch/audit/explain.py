@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pa_batch.audit.history import read_run_table, read_summary, reading_run
+from pa_batch.audit.history import read_claim_rows, read_summary, reading_run
 from pa_batch.audit.sources import FoundRecord, Search, out_of_scope_because, search_inputs
 from pa_batch.core.model import PolicyDefinition
 from pa_batch.core.rules import (
@@ -43,8 +43,8 @@ def explain(run_dir: Path, claim_id: str, line: int | None = None) -> dict:
     """Every line of ``claim_id`` in the run (or only line ``line``), explained."""
     with reading_run(run_dir):
         summary = read_summary(run_dir)
-        results = read_run_table(run_dir, "results")
-        rejects = read_run_table(run_dir, "rejects")
+        results = read_claim_rows(run_dir, "results", claim_id)
+        rejects = read_claim_rows(run_dir, "rejects", claim_id)
         try:
             return _explain(run_dir, summary, results, rejects, claim_id, line)
         except (KeyError, TypeError, ValueError, IndexError, StopIteration):

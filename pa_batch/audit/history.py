@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from pa_batch.core.outcomes import OUTCOMES
@@ -269,8 +271,102 @@ def reading_run(run_dir: Path) -> Iterator[None]:
         ) from None
 
 
+def read_claim_rows(run_dir: Path, name: str, claim_id: str) -> pd.DataFrame:
+    """The rows of a committed run's ``results`` or ``rejects`` whose claim_id is
+    ``claim_id`` — and, for a malformed record, whose value contains it — as
+    ``read_run_table`` would give them, read a row group or block at a time: memory follows
+    one group and the claim's rows, not the file. A Parquet row group whose claim_id
+    statistics exclude the id is skipped unread."""
+    parquet, text = run_dir / f"{name}.parquet", run_dir / f"{name}.csv"
+    with reading_run(run_dir):
+        if parquet.exists():
+            try:
+                return _parquet_claim_rows(parquet, claim_id).to_pandas(date_as_object=False)
+            except (pa.ArrowException, ValueError, OverflowError, KeyError) as error:
+                problem = f"not a readable Parquet file ({type(error).__name__})"
+                raise _damaged(parquet, problem) from None
+        if not text.exists():
+            if not run_dir.exists():
+                raise FileNotFoundError(2, "retired", str(text))
+            raise RunError(f"no {name} file in the run", file=str(run_dir))
+        try:
+            table = _csv_claim_rows(text, claim_id)
+        except (pa.ArrowException, ValueError, KeyError):
+            raise _damaged(text, "not a readable CSV file of this run") from None
+    frame = table.to_pandas()
+    frame = frame.apply(lambda cells: cells.str.replace(_SPREADSHEET_GUARD, "", regex=True))
+    return frame.replace({"": None})
+
+
+def _claim_mask(keys: pa.Table, claim_id: str) -> pa.Array:
+    mask = pc.equal(keys["claim_id"].cast(pa.string()), claim_id)
+    if "value" in keys.column_names:
+        mask = pc.or_kleene(mask, pc.match_substring(keys["value"].cast(pa.string()), claim_id))
+    return pc.fill_null(mask, False)
+
+
+def _parquet_claim_rows(path: Path, claim_id: str) -> pa.Table:
+    file = pq.ParquetFile(path)
+    names = file.schema_arrow.names
+    keys = ["claim_id", *(["value"] if "value" in names else [])]
+    position = names.index("claim_id")
+    found = []
+    for group in range(file.num_row_groups):
+        if keys == ["claim_id"] and _excluded(file.metadata.row_group(group), position, claim_id):
+            continue
+        mask = _claim_mask(file.read_row_group(group, columns=keys), claim_id)
+        if pc.any(mask).as_py():
+            found.append(file.read_row_group(group).filter(mask))
+    return pa.concat_tables(found) if found else file.schema_arrow.empty_table()
+
+
+def _excluded(group: pq.RowGroupMetaData, position: int, claim_id: str) -> bool:
+    """The group's exact claim_id statistics put ``claim_id`` outside it."""
+    stats = group.column(position).statistics
+    if stats is None or not stats.has_min_max:
+        return False
+    if not (
+        getattr(stats, "is_min_value_exact", False) and getattr(stats, "is_max_value_exact", False)
+    ):
+        return False
+    low, high = stats.min, stats.max
+    if isinstance(low, bytes) or isinstance(high, bytes):
+        return False
+    return claim_id < low or claim_id > high
+
+
+def _csv_claim_rows(path: Path, claim_id: str) -> pa.Table:
+    header = pa_csv.open_csv(path, read_options=pa_csv.ReadOptions(block_size=1 << 16))
+    as_text = {field.name: pa.string() for field in header.schema}
+    header.close()
+    reader = pa_csv.open_csv(
+        path,
+        read_options=pa_csv.ReadOptions(block_size=1 << 22),
+        convert_options=pa_csv.ConvertOptions(
+            column_types=as_text, strings_can_be_null=False, quoted_strings_can_be_null=False
+        ),
+    )
+    found = []
+    schema = pa.schema([(name, pa.string()) for name in as_text])
+    for batch in reader:
+        # the guard a CSV cell may carry: a claim id of "=x" was written "'=x"
+        keys = pa.table(
+            {
+                name: pc.replace_substring_regex(batch.column(name), _SPREADSHEET_GUARD_RE2, r"\1")
+                for name in ("claim_id", "value")
+                if name in batch.schema.names
+            }
+        )
+        mask = _claim_mask(keys, claim_id)
+        if pc.any(mask).as_py():
+            found.append(pa.Table.from_batches([batch]).filter(mask))
+    return pa.concat_tables(found) if found else schema.empty_table()
+
+
 # the spreadsheet guard of CSV outputs: a ' put before a leading = + - @ tab CR LF or '
 _SPREADSHEET_GUARD = r"^'(?=[=+\-@\t\r\n'])"
+# the same for Arrow's RE2, which has no lookahead: the quote before such a character
+_SPREADSHEET_GUARD_RE2 = r"^'([=+\-@\t\r\n'])"
 
 
 def read_run_table(run_dir: Path, name: str, columns: list[str] | None = None) -> pd.DataFrame:

@@ -11,16 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-import pyarrow as pa
 
 from pa_batch.core import normalize
 from pa_batch.core.batch import names_baclofen_powder
 from pa_batch.errors import RunError
-from pa_batch.io.inputs import input_file, open_extract
+from pa_batch.io.inputs import claim_records, input_file, open_extract
 from pa_batch.policy.reference import read_reference_rows
-from pa_batch.schemas.claim_extract import INPUT_COLUMNS
 
 UNCHANGED = "unchanged since the run (SHA-256 as in the run's manifest)"
 NOT_FOUND = "not found at the path the run read"
@@ -57,32 +54,18 @@ def search_inputs(summary: dict, claim_id: str) -> Search:
     encoding = str((summary.get("options") or {}).get("encoding") or "utf-8")
     for entry in summary.get("inputs") or []:
         label = str(entry.get("path", ""))
-        found: list[FoundRecord] = []
         try:
             extract = open_extract(input_file(Path(label)), encoding=encoding)
-            for batch in extract.batches():
-                matches = (batch.records["claim_id"] == claim_id).fillna(False).to_numpy(bool)
-                for position in np.flatnonzero(matches):  # one claim's few records
-                    cells = {
-                        name: _cell(batch.raw.get(name), int(position)) for name in INPUT_COLUMNS
-                    }
-                    found.append(FoundRecord(label, int(batch.source_rows[position]), cells))
+            records, sha256 = claim_records(extract, claim_id)
         except RunError as error:
             search.files[label] = NOT_FOUND if error.message == "file not found" else UNREADABLE
             continue
-        if extract.sha256 != entry.get("sha256"):
+        if sha256 != entry.get("sha256"):
             search.files[label] = CHANGED
             continue
         search.files[label] = UNCHANGED
-        search.records.extend(found)
+        search.records.extend(FoundRecord(label, row, cells) for row, cells in records)
     return search
-
-
-def _cell(column: pa.Array | None, position: int) -> str | None:
-    if column is None:
-        return None
-    value = column[position].as_py()
-    return None if value is None or value == "" else str(value)
 
 
 def out_of_scope_because(record: FoundRecord, run_dir: Path) -> str:

@@ -279,6 +279,56 @@ class Extract:
                     stream.release()
 
 
+def claim_records(extract: Extract, claim_id: str) -> tuple[list[tuple[int, dict]], str]:
+    """The records of ``extract`` whose trimmed claim_id is ``claim_id``, as (record number,
+    the contract columns' cells as the run read them: a typed Parquet column as its text),
+    and the file's SHA-256. A Parquet file is searched by its claim_id column alone, row
+    group by row group, and only a group holding the claim is read whole; a CSV file is read
+    as a run reads it (record numbers count as the run's do)."""
+    if extract.source.format == CSV:
+        found = []
+        for batch in extract.batches():
+            matches = (batch.records["claim_id"] == claim_id).fillna(False).to_numpy(bool)
+            for position in np.flatnonzero(matches):  # one claim's few records
+                found.append((int(batch.source_rows[position]), _cells(batch.raw, int(position))))
+        return found, str(extract.sha256)
+    with _file_errors(extract.source):
+        return _parquet_claim_records(extract, claim_id), sha256_of_path(extract.source.path)
+
+
+def _parquet_claim_records(extract: Extract, claim_id: str) -> list[tuple[int, dict]]:
+    label, names = extract.source.label, extract.header
+    file = pq.ParquetFile(extract.source.path, page_checksum_verification=True)
+    (id_position,) = (p for p, name in extract.known.items() if name == "claim_id")
+    found = []
+    first_row = 0
+    for group in range(file.num_row_groups):
+        ids = file.read_row_group(group, columns=[names[id_position]]).column(0)
+        given = _as_text(ids.combine_chunks(), label, "claim_id")
+        matches = pc.fill_null(pc.equal(pc.utf8_trim_whitespace(given), claim_id), False)
+        if pc.any(matches).as_py():
+            table = file.read_row_group(group, columns=[names[p] for p in extract.known])
+            raw = {
+                extract.known[p]: _as_text(
+                    table.column(names[p]).combine_chunks(), label, extract.known[p]
+                )
+                for p in extract.known
+            }
+            for position in np.flatnonzero(matches.to_numpy(zero_copy_only=False)):
+                found.append((first_row + int(position) + 1, _cells(raw, int(position))))
+        first_row += file.metadata.row_group(group).num_rows
+    return found
+
+
+def _cells(raw: dict[str, pa.Array], position: int) -> dict[str, str | None]:
+    """One record's contract columns as given; None where empty or not in the file."""
+    cells: dict[str, str | None] = {}
+    for name in INPUT_COLUMNS:
+        value = raw[name][position].as_py() if name in raw else None
+        cells[name] = None if value is None or value == "" else str(value)
+    return cells
+
+
 def open_extract(source: InputFile, *, encoding: str = "utf-8") -> Extract:
     """Read and check the header of ``source``; a header the contract rejects fails the run."""
     with _file_errors(source):
