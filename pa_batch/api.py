@@ -25,7 +25,7 @@ from typing import Any
 
 import pandas as pd
 
-from pa_batch.audit.diff import diff_runs, read_results
+from pa_batch.audit.diff import diff_frame
 from pa_batch.audit.explain import explain as explain_run
 from pa_batch.audit.history import list_runs, read_run_table, read_summary, resolve_run
 from pa_batch.errors import INPUT, INTERNAL, TRANSIENT, RunError, RunIdTaken
@@ -371,7 +371,7 @@ def diff(old: PathLike, new: PathLike, *, runs_in=None) -> pd.DataFrame:
     runs, or that only one decided."""
     base = Path(runs_in) if runs_in is not None else None
     old_run, new_run = resolve_run(str(old), base), resolve_run(str(new), base)
-    return diff_runs(read_results(old_run), read_results(new_run))
+    return diff_frame(old_run, new_run)
 
 
 def runs(out: PathLike) -> list[dict]:

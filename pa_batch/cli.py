@@ -322,7 +322,7 @@ def diff_command(
     OLD and NEW are output directories (their current run), run directories, or run ids in
     the history of --in DIR (or of the other argument, when it is an output directory).
     """
-    from pa_batch.audit.diff import diff_runs, read_results, transitions, write_diff
+    from pa_batch.audit.diff import write_diff
     from pa_batch.audit.history import refuse_history_path, resolve_run
 
     def base_for(other: str) -> Path | None:
@@ -335,14 +335,13 @@ def diff_command(
         refuse_history_path(out)
         old_run = resolve_run(old, base_for(new))
         new_run = resolve_run(new, base_for(old))
-        differences = diff_runs(read_results(old_run), read_results(new_run))
-        write_diff(differences, out)
-    changes = sorted(transitions(differences).items())
+        lines, counted = write_diff(old_run, new_run, out)
+    changes = sorted(counted.items())
     if as_json:
         document = {
             "old": str(old_run),
             "new": str(new_run),
-            "lines_differ": len(differences),
+            "lines_differ": lines,
             "out": str(out),
             "transitions": [
                 {"old": before, "new": after, "lines": count} for (before, after), count in changes
@@ -350,7 +349,7 @@ def diff_command(
         }
         typer.echo(json.dumps(document, indent=2))
         return
-    typer.echo(f"{len(differences):,} lines differ; written to {out}")
+    typer.echo(f"{lines:,} lines differ; written to {out}")
     for (before, after), count in changes:
         typer.echo(f"  {before} \u2192 {after}: {count:,}")
 

@@ -7,15 +7,18 @@ decision, reasons or approval window differ, or when only one run decided it.
 
 from __future__ import annotations
 
+import csv
 import os
+import tempfile
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
-from pa_batch.audit.history import read_run_table
+from pa_batch.audit.history import reading_run
 from pa_batch.errors import RunError
 
 KEY = ["claim_id", "line_number"]
@@ -39,70 +42,132 @@ DIFF_SCHEMA = pa.schema(
 )
 
 
-def read_results(run_dir: Path) -> pd.DataFrame:
-    """A committed run's results, whichever format it wrote, typed for comparing."""
-    frame = read_run_table(run_dir, "results", [*KEY, "service_date", *COMPARED])
+# Both runs are read by DuckDB, joined and ordered out of core (it spills to a scratch
+# directory past MEMORY_LIMIT), and the differing lines stream out in key order a batch at a
+# time: memory follows the limit and one batch, not the runs. tests/test_diff.py holds the
+# result equal to the same comparison made in pandas on whole runs.
+MEMORY_LIMIT = "512MB"
+BATCH_ROWS = 65_536
+_GUARD = r"^'([=+\-@\t\r\n'])"  # the CSV outputs' spreadsheet guard, undone
+
+
+def difference_batches(old_run: Path, new_run: Path) -> Iterator[pa.RecordBatch]:
+    """The differing lines of two committed runs (DIFF_SCHEMA), ordered by claim_id and
+    line_number, a batch at a time."""
+    import duckdb
+
+    with tempfile.TemporaryDirectory(prefix="pa-batch-diff-") as scratch:
+        connection = duckdb.connect(config={"memory_limit": MEMORY_LIMIT, "threads": 2})
+        try:
+            connection.execute(f"SET temp_directory = '{_quoted(scratch)}'")
+            query = _DIFF_SQL.format(old=_results_sql(old_run), new=_results_sql(new_run))
+            try:
+                relation = connection.sql(query)
+                # DuckDB 1.x names it fetch_arrow_reader, 2.x to_arrow_reader
+                streamed = getattr(relation, "to_arrow_reader", None) or relation.fetch_arrow_reader
+                reader = streamed(BATCH_ROWS)
+                for batch in reader:
+                    yield batch.cast(DIFF_SCHEMA)
+            except duckdb.Error as error:
+                raise RunError(
+                    f"damaged: the runs' results cannot be compared ({type(error).__name__})",
+                    file=f"{old_run}, {new_run}",
+                ) from None
+        finally:
+            connection.close()
+
+
+def _quoted(text: str) -> str:
+    return str(text).replace("'", "''")
+
+
+def _readable(path: Path) -> None:
+    """A results file that is not one (truncated, edited) fails naming it, before the query."""
+    needed = {*KEY, "service_date", *COMPARED}
     try:
-        frame["line_number"] = frame["line_number"].astype("int64")
-        for column in ("service_date", "approval_start", "approval_end"):
-            frame[column] = _dates(frame[column])
-    except (ValueError, TypeError, OverflowError, KeyError):
+        if path.suffix == ".parquet":
+            names = set(pq.ParquetFile(path).schema_arrow.names)
+        else:
+            with path.open(encoding="utf-8", newline="") as stream:
+                names = set(next(csv.reader(stream), []))
+    except (pa.ArrowException, OSError, UnicodeDecodeError, csv.Error) as error:
         raise RunError(
-            "damaged: results hold a value of the wrong type", file=str(run_dir)
+            f"damaged: not a readable results file ({type(error).__name__})", file=str(path)
         ) from None
-    frame["reasons"] = frame["reasons"].fillna("")
-    return frame
+    if not needed <= names:
+        raise RunError("damaged: not the results file of a run", file=str(path))
 
 
-def _dates(values: pd.Series) -> pd.Series:
-    """Dates as datetime64[s] (years up to 9999, and past it in runs written before approval
-    windows stopped at 9999-12-31), from Parquet dates or CSV text."""
-    if pd.api.types.is_datetime64_any_dtype(values.dtype):
-        return values.astype("datetime64[s]")
-    days = np.array(values.to_numpy(dtype=object, na_value=None), dtype="datetime64[D]")
-    return pd.Series(days.astype("datetime64[s]"), index=values.index)
-
-
-def diff_runs(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
-    both = old.merge(new, on=KEY, how="outer", suffixes=("_old", "_new"), indicator=True)
-    only_old = both["_merge"] == "left_only"
-    only_new = both["_merge"] == "right_only"
-    changes = pd.Series("", index=both.index, dtype="str")
-    for column, label in (
-        ("decision", "decision"),
-        ("reasons", "reasons"),
-        ("approval_start", "approval window"),
-        ("approval_end", "approval window"),
-    ):
-        differs = ~(
-            (both[f"{column}_old"] == both[f"{column}_new"]).fillna(False)
-            | (both[f"{column}_old"].isna() & both[f"{column}_new"].isna())
+def _results_sql(run_dir: Path) -> str:
+    """A run's results as (KEY, service_date, COMPARED), typed, from Parquet or CSV."""
+    parquet, text = run_dir / "results.parquet", run_dir / "results.csv"
+    with reading_run(run_dir):
+        _readable(parquet if parquet.exists() else text)
+    if parquet.exists():
+        return (
+            "SELECT claim_id, line_number, service_date, decision, coalesce(reasons, '') AS "
+            "reasons, approval_start, approval_end FROM read_parquet('"
+            + _quoted(str(parquet))
+            + "')"
         )
-        differs &= ~(only_old | only_new)
-        mark = differs & ~changes.str.contains(label, regex=False)
-        changes = changes.where(~mark, changes.where(changes == "", changes + ", ") + label)
-    changes = changes.where(~only_old, "only in old").where(~only_new, "only in new")
-    changed = both[changes != ""].assign(change=changes[changes != ""])
+    if not text.exists():
+        raise RunError("no results file in the run", file=str(run_dir))
+
+    def cell(name: str) -> str:
+        return f"nullif(regexp_replace({name}, '{_quoted(_GUARD)}', '\\1'), '')"
+
     return (
-        pd.DataFrame(
-            {
-                "claim_id": changed["claim_id"],
-                "line_number": changed["line_number"],
-                "service_date": changed["service_date_new"].fillna(changed["service_date_old"]),
-                "change": changed["change"],
-                "old_decision": changed["decision_old"],
-                "new_decision": changed["decision_new"],
-                "old_reasons": changed["reasons_old"],
-                "new_reasons": changed["reasons_new"],
-                "old_approval_start": changed["approval_start_old"],
-                "new_approval_start": changed["approval_start_new"],
-                "old_approval_end": changed["approval_end_old"],
-                "new_approval_end": changed["approval_end_new"],
-            }
-        )
-        .sort_values(KEY, kind="stable")
-        .reset_index(drop=True)
+        f"SELECT {cell('claim_id')} AS claim_id, CAST({cell('line_number')} AS BIGINT) AS "
+        f"line_number, CAST({cell('service_date')} AS DATE) AS service_date, "
+        f"{cell('decision')} AS decision, coalesce({cell('reasons')}, '') AS reasons, "
+        f"CAST({cell('approval_start')} AS DATE) AS approval_start, "
+        f"CAST({cell('approval_end')} AS DATE) AS approval_end "
+        f"FROM read_csv('{_quoted(str(text))}', all_varchar = true, header = true, "
+        "delim = ',', quote = '\"', escape = '\"')"
     )
+
+
+_DIFF_SQL = """
+WITH o AS ({old}), n AS ({new}),
+joined AS (
+    SELECT coalesce(n.claim_id, o.claim_id) AS claim_id,
+           coalesce(n.line_number, o.line_number) AS line_number,
+           coalesce(n.service_date, o.service_date) AS service_date,
+           n.claim_id IS NULL AS only_old, o.claim_id IS NULL AS only_new,
+           o.decision AS old_decision, n.decision AS new_decision,
+           o.reasons AS old_reasons, n.reasons AS new_reasons,
+           o.approval_start AS old_approval_start, n.approval_start AS new_approval_start,
+           o.approval_end AS old_approval_end, n.approval_end AS new_approval_end
+    FROM o FULL OUTER JOIN n ON o.claim_id = n.claim_id AND o.line_number = n.line_number
+),
+marked AS (
+    SELECT *,
+           old_decision IS DISTINCT FROM new_decision AS decision_differs,
+           old_reasons IS DISTINCT FROM new_reasons AS reasons_differ,
+           old_approval_start IS DISTINCT FROM new_approval_start
+               OR old_approval_end IS DISTINCT FROM new_approval_end AS window_differs
+    FROM joined
+)
+SELECT claim_id, line_number, service_date,
+       CASE WHEN only_old THEN 'only in old' WHEN only_new THEN 'only in new'
+            ELSE concat_ws(', ',
+                CASE WHEN decision_differs THEN 'decision' END,
+                CASE WHEN reasons_differ THEN 'reasons' END,
+                CASE WHEN window_differs THEN 'approval window' END)
+       END AS change,
+       old_decision, new_decision, old_reasons, new_reasons,
+       old_approval_start, new_approval_start, old_approval_end, new_approval_end
+FROM marked
+WHERE only_old OR only_new OR decision_differs OR reasons_differ OR window_differs
+ORDER BY claim_id, line_number
+"""
+
+
+def diff_frame(old_run: Path, new_run: Path) -> pd.DataFrame:
+    """Every differing line, in memory (the library's ``diff``)."""
+    batches = list(difference_batches(old_run, new_run))
+    table = pa.Table.from_batches(batches, schema=DIFF_SCHEMA)
+    return table.to_pandas(date_as_object=False)
 
 
 def transitions(differences: pd.DataFrame) -> Counter[tuple[str, str]]:
@@ -111,7 +176,9 @@ def transitions(differences: pd.DataFrame) -> Counter[tuple[str, str]]:
     return Counter(zip(old, new, strict=True))
 
 
-def write_diff(differences: pd.DataFrame, path: Path) -> None:
+def write_diff(old_run: Path, new_run: Path, path: Path) -> tuple[int, Counter[tuple[str, str]]]:
+    """Stream the differing lines into ``path`` (.csv or .parquet); their count and decision
+    transitions."""
     from pa_batch.io.commit import FILE_MODE
     from pa_batch.io.tables import TableWriter
 
@@ -123,12 +190,23 @@ def write_diff(differences: pd.DataFrame, path: Path) -> None:
     else:
         raise RunError("the diff file must end in .csv or .parquet", file=str(path))
     temporary = path.with_name(f".{path.name}.partial")
+    lines, changes = 0, Counter[tuple[str, str]]()
     try:
         writer = TableWriter(temporary, DIFF_SCHEMA, fmt)
-        writer.write(differences)
-        writer.close()
+        try:
+            for batch in difference_batches(old_run, new_run):
+                frame = batch.to_pandas(date_as_object=False)
+                lines += len(frame)
+                changes += transitions(frame)
+                writer.write(frame)
+        finally:
+            writer.close()
         os.chmod(temporary, FILE_MODE)  # it holds claim ids and dates, as the run's files do
         temporary.replace(path)
     except OSError as error:
         temporary.unlink(missing_ok=True)
         raise RunError(f"cannot write the diff ({error.strerror})", file=str(path)) from None
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return lines, changes
