@@ -298,26 +298,39 @@ def claim_records(extract: Extract, claim_id: str) -> tuple[list[tuple[int, dict
 
 def _parquet_claim_records(extract: Extract, claim_id: str) -> list[tuple[int, dict]]:
     label, names = extract.source.label, extract.header
-    file = pq.ParquetFile(extract.source.path, page_checksum_verification=True)
+    file = pq.ParquetFile(extract.source.path, page_checksum_verification=True, pre_buffer=False)
     (id_position,) = (p for p, name in extract.known.items() if name == "claim_id")
     found = []
     first_row = 0
     for group in range(file.num_row_groups):
         ids = file.read_row_group(group, columns=[names[id_position]]).column(0)
-        given = _as_text(ids.combine_chunks(), label, "claim_id")
-        matches = pc.fill_null(pc.equal(pc.utf8_trim_whitespace(given), claim_id), False)
-        if pc.any(matches).as_py():
-            table = file.read_row_group(group, columns=[names[p] for p in extract.known])
-            raw = {
-                extract.known[p]: _as_text(
-                    table.column(names[p]).combine_chunks(), label, extract.known[p]
-                )
-                for p in extract.known
-            }
-            for position in np.flatnonzero(matches.to_numpy(zero_copy_only=False)):
-                found.append((first_row + int(position) + 1, _cells(raw, int(position))))
+        if _holds_claim(_as_text(ids.combine_chunks(), label, "claim_id"), claim_id) is not None:
+            # the group holds the claim: read whole, a batch at a time, keeping its rows only
+            row = first_row
+            for batch in file.iter_batches(
+                batch_size=CLAIM_SEARCH_ROWS,
+                row_groups=[group],
+                columns=[names[p] for p in extract.known],
+            ):
+                raw = {
+                    extract.known[p]: _as_text(batch.column(names[p]), label, extract.known[p])
+                    for p in extract.known
+                }
+                matches = _holds_claim(raw["claim_id"], claim_id)
+                for position in [] if matches is None else np.flatnonzero(matches):
+                    found.append((row + int(position) + 1, _cells(raw, int(position))))
+                row += batch.num_rows
         first_row += file.metadata.row_group(group).num_rows
     return found
+
+
+CLAIM_SEARCH_ROWS = 65_536  # rows decoded at a time in a group that holds the claim
+
+
+def _holds_claim(ids: pa.Array, claim_id: str) -> np.ndarray | None:
+    """Where the trimmed ids equal ``claim_id``, or None if nowhere."""
+    matches = pc.fill_null(pc.equal(pc.utf8_trim_whitespace(ids), claim_id), False)
+    return matches.to_numpy(zero_copy_only=False) if pc.any(matches).as_py() else None
 
 
 def _cells(raw: dict[str, pa.Array], position: int) -> dict[str, str | None]:
