@@ -23,7 +23,7 @@ import sys
 from importlib import resources
 from pathlib import Path
 
-from bench_run import measure
+from bench_run import generate_apart, measure
 
 HERE = Path(__file__).parent
 EXPLAIN_SECONDS, EXPLAIN_MIB, DIFF_MIB = 5.0, 300.0, 1024.0
@@ -37,14 +37,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--lines", type=int, default=10_000_000)
     args = parser.parse_args()
-    sys.path.insert(0, str(HERE))
-    from extracts import generate
-
     data = HERE / "data"
     extract = data / f"extract_{args.lines}_all.parquet"
     if not extract.exists():
-        print(f"generating {extract.name} ...", file=sys.stderr, flush=True)
-        generate(extract, args.lines, 1.0)
+        generate_apart(extract, args.lines, 1.0)
     work = data / f"reading_{args.lines}"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)

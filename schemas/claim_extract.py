@@ -94,7 +94,7 @@ REJECT_RULES: Final[tuple[RejectCode, ...]] = (
     RejectCode(
         "MALFORMED_RECORD",
         "every CSV record",
-        "record does not have as many fields as the header",
+        "record has N fields, the header has M (the counts of the record and the header)",
     ),
     RejectCode(
         "MISSING_REQUIRED_VALUE",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -298,8 +299,10 @@ def read_claim_rows(run_dir: Path, name: str, claim_id: str) -> pd.DataFrame:
     return frame.replace({"": None})
 
 
-def _claim_mask(keys: pa.Table, claim_id: str) -> pa.Array:
-    mask = pc.equal(keys["claim_id"].cast(pa.string()), claim_id)
+def _claim_mask(keys: pa.Table, claim_id: str, written: str | None = None) -> pa.Array:
+    """Rows whose claim_id cell is ``written`` (the id as the file wrote it; by default the
+    id itself), or whose value cell contains the id."""
+    mask = pc.equal(keys["claim_id"].cast(pa.string()), written or claim_id)
     if "value" in keys.column_names:
         mask = pc.or_kleene(mask, pc.match_substring(keys["value"].cast(pa.string()), claim_id))
     return pc.fill_null(mask, False)
@@ -348,16 +351,13 @@ def _csv_claim_rows(path: Path, claim_id: str) -> pa.Table:
     )
     found = []
     schema = pa.schema([(name, pa.string()) for name in as_text])
+    # compared as written: a claim id the guard protects ("=x") was written "'=x"
+    written = f"'{claim_id}" if re.match(_SPREADSHEET_GUARD, f"'{claim_id}") else claim_id
     for batch in reader:
-        # the guard a CSV cell may carry: a claim id of "=x" was written "'=x"
         keys = pa.table(
-            {
-                name: pc.replace_substring_regex(batch.column(name), _SPREADSHEET_GUARD_RE2, r"\1")
-                for name in ("claim_id", "value")
-                if name in batch.schema.names
-            }
+            {name: batch.column(name) for name in ("claim_id", "value") if name in schema.names}
         )
-        mask = _claim_mask(keys, claim_id)
+        mask = _claim_mask(keys, claim_id, written)
         if pc.any(mask).as_py():
             found.append(pa.Table.from_batches([batch]).filter(mask))
     return pa.concat_tables(found) if found else schema.empty_table()
@@ -365,8 +365,6 @@ def _csv_claim_rows(path: Path, claim_id: str) -> pa.Table:
 
 # the spreadsheet guard of CSV outputs: a ' put before a leading = + - @ tab CR LF or '
 _SPREADSHEET_GUARD = r"^'(?=[=+\-@\t\r\n'])"
-# the same for Arrow's RE2, which has no lookahead: the quote before such a character
-_SPREADSHEET_GUARD_RE2 = r"^'([=+\-@\t\r\n'])"
 
 
 def read_run_table(run_dir: Path, name: str, columns: list[str] | None = None) -> pd.DataFrame:

@@ -328,8 +328,11 @@ CLAIM_SEARCH_ROWS = 65_536  # rows decoded at a time in a group that holds the c
 
 
 def _holds_claim(ids: pa.Array, claim_id: str) -> np.ndarray | None:
-    """Where the trimmed ids equal ``claim_id``, or None if nowhere."""
-    matches = pc.fill_null(pc.equal(pc.utf8_trim_whitespace(ids), claim_id), False)
+    """Where the trimmed ids equal ``claim_id``, or None if nowhere (ids with nothing to trim,
+    as most columns are, are compared as they are)."""
+    if _may_need_trimming(ids) is _MAY_TRIM:
+        ids = pc.utf8_trim_whitespace(ids)
+    matches = pc.fill_null(pc.equal(ids, claim_id), False)
     return matches.to_numpy(zero_copy_only=False) if pc.any(matches).as_py() else None
 
 

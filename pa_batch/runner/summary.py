@@ -299,7 +299,9 @@ def spelling_notices(counts: Counts) -> list[str]:
     routes, units = sum(counts.unmapped_routes.values()), sum(counts.unknown_units.values())
     if decided and routes / decided > SPELLING_NOTICE_SHARE:
         notices.append(
-            f"{_lines(routes, 'decided line')} ({routes / decided:.1%}) give a route spelling "
+            f"{_lines(routes, 'decided line')} ({routes / decided:.1%}) "
+            + ("gives" if routes == 1 else "give")
+            + " a route spelling "
             "outside the contract's route table, decided as route 'other' (investigational): "
             "see the unmapped spellings"
         )
