@@ -162,3 +162,20 @@ def test_an_unknown_id_fails_in_one_line(runs):
         "no line of that claim in the run, and no record of it in the run's inputs "
         "(1 input(s) searched, unchanged since the run)"
     )
+
+
+def test_numbers_are_json_numbers_with_the_version_s_limit(runs):
+    for policy, oral, intrathecal in (("shipped", 20.0, 2.0), ("v2", 25.0, 1.5)):
+        explained = json.loads(_cli("explain", runs[policy], "oral_exceeds_20", "--json").stdout)
+        (line,) = explained["lines"]
+        limits = {c["code"]: c["limit"] for c in line["criteria"]}
+        assert limits["ORAL_DOSE_EXCEEDS_LIMIT"] == oral
+        assert limits["INTRATHECAL_CONCENTRATION_EXCEEDS_LIMIT"] == intrathecal
+        assert limits["DX_MISSING"] is None
+        assert line["normalized"]["strength_value"] == 20.000001
+        assert line["normalized"]["strength_unit"] == "mg"
+        assert isinstance(line["source"]["row"], int)
+    shortage = json.loads(
+        _cli("explain", runs["shipped"], "approved_oral_10mg_in_shortage", "--json").stdout
+    )["lines"][0]
+    assert shortage["commercial_strength"]["content"]["strength"] == 10.0

@@ -205,7 +205,7 @@ class _ReferenceRows:
             "row": number,
             "content": {
                 "route": listed.route,
-                "strength": number_text(listed.strength),
+                "strength": float(listed.strength),
                 "strength_unit": listed.strength_unit,
             },
         }
@@ -270,6 +270,7 @@ def _decided_line(
                 "observed": _shown(observed[criterion.observes]) if status != "n/a" else None,
                 "finding": findings.get(criterion.code) if status != "n/a" else None,
                 "requirement": criterion.requirement_under(version),
+                "limit": criterion.limit_under(version),
                 "clause": criterion.clause_under(version),
             }
         )
@@ -280,6 +281,8 @@ def _decided_line(
         "normalized": {
             "route": _text(row["route"]),
             "strength": observed_strength,
+            "strength_value": float(strength) if strength else None,
+            "strength_unit": unit,
             "spasticity_code": _text(row["spasticity_code_given"]),
             "spasticity_value_set_entry": _text(row["spasticity_value_set_entry"]),
         },

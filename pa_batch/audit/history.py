@@ -344,7 +344,7 @@ def _csv_claim_rows(path: Path, claim_id: str) -> pa.Table:
     header.close()
     reader = pa_csv.open_csv(
         path,
-        read_options=pa_csv.ReadOptions(block_size=1 << 22),
+        read_options=pa_csv.ReadOptions(block_size=1 << 22, use_threads=False),
         convert_options=pa_csv.ConvertOptions(
             column_types=as_text, strings_can_be_null=False, quoted_strings_can_be_null=False
         ),

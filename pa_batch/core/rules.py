@@ -67,6 +67,11 @@ class Criterion:
     unmet: Mask
     routes: tuple[str, ...] | None = None
     observes: str = field(kw_only=True)
+    limit: str | None = field(default=None, kw_only=True)  # the version's term it compares to
+
+    def limit_under(self, version: PolicyVersion) -> float | None:
+        """The number this criterion compares to under ``version`` (None: it has none)."""
+        return None if self.limit is None else float(getattr(version, self.limit))
 
     def clause_under(self, version: PolicyVersion) -> str:
         return self.clause.format(**version_terms(version))
@@ -192,6 +197,7 @@ CRITERIA: tuple[Criterion, ...] = (
         "oral dose per unit > the oral limit of the policy version in force (20 mg)",
         lambda f: _oral(f) & f["usable_strength"] & _over(f, "oral_max_mg_per_unit"),
         routes=("oral",),
+        limit="oral_max_mg_per_unit",
         observes=STRENGTH,
     ),
     Criterion(
@@ -205,6 +211,7 @@ CRITERIA: tuple[Criterion, ...] = (
         "(2 mg/mL)",
         lambda f: _intrathecal(f) & f["usable_strength"] & _over(f, "intrathecal_max_mg_per_ml"),
         routes=("intrathecal",),
+        limit="intrathecal_max_mg_per_ml",
         observes=STRENGTH,
     ),
     Criterion(
