@@ -36,8 +36,10 @@ def pa_batch(*arguments: str) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--lines", type=int, default=10_000_000)
+    parser.add_argument("--data", type=Path, default=HERE / "data", help="extracts and runs")
+    parser.add_argument("--report", type=Path, default=HERE, help="reading.md, reading.json")
     args = parser.parse_args()
-    data = HERE / "data"
+    data = args.data
     extract = data / f"extract_{args.lines}_all.parquet"
     if not extract.exists():
         generate_apart(extract, args.lines, 1.0)
@@ -118,12 +120,12 @@ def main() -> None:
         "machine": f"{platform.machine()}, {platform.python_version()}",
         "rows": rows,
     }
-    (HERE / "reading.json").write_text(json.dumps(report, indent=2) + "\n")
+    (args.report / "reading.json").write_text(json.dumps(report, indent=2) + "\n")
     table = ["| command | seconds | peak RSS (MiB) | target |", "|---|---:|---:|---|"]
     table += [
         f"| {r['command']} | {r['seconds']} | {r['peak_rss_mib']} | {r['target']} |" for r in rows
     ]
-    (HERE / "reading.md").write_text(
+    (args.report / "reading.md").write_text(
         f"# The reading commands on {args.lines:,} all-powder lines\n\n" + "\n".join(table) + "\n"
     )
     print("\n".join(table))

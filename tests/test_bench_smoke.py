@@ -46,3 +46,20 @@ def test_benchmark_smoke_runs_both_sides_and_they_agree(tmp_path):
         our_rejects.loc[our_rejects["error_code"] != "MALFORMED_RECORD", "source_row"]
     )
     assert ours_rejected == set(peer_rejects["source_row"])
+
+
+@pytest.mark.slow
+@pytest.mark.subprocess
+def test_reading_benchmark_smoke_measures_explain_and_diff(tmp_path):
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "bench_reading.py"), "--lines", "20000",
+         "--data", str(tmp_path), "--report", str(tmp_path)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    rows = json.loads((tmp_path / "reading.json").read_text())["rows"]
+    assert [row["command"].split(" (")[0] for row in rows] == [
+        "run", "run", "explain one claim", "diff of the two runs",
+    ] * 2  # fmt: skip
+    assert all(row["seconds"] > 0 and row["peak_rss_mib"] > 0 for row in rows)
+    assert (tmp_path / "reading_20000" / "diff_parquet.parquet").stat().st_size > 0
