@@ -68,7 +68,7 @@ def test_a_shortage_approval_quotes_the_shortage_row(decided_run):
     )
     row = shortages.iloc[line["shortage"]["row"] - 1].to_dict()
     assert line["shortage"]["content"] == row
-    assert line["commercial_strength"]["content"]["strength"] == "0.05"
+    assert line["commercial_strength"]["content"]["strength"] == 0.05  # a JSON number
     text = _cli("explain", out, case).output
     assert "but in shortage on the service date by shortages.csv row" in text
 
