@@ -91,7 +91,9 @@ def test_dates(raw, expected):
 @pytest.mark.parametrize(
     ("raw", "expected"),
     [("3", 3), ("3.0", 3), ("03", 3), ("1.5", None), ("0", None), ("-1", None), ("x", None),
-     ("1e3", None), ("99999999999999999999", None)],
+     ("1e3", None), ("99999999999999999999", None),
+     # past 2**53 a float cannot hold them: read as integers, exactly
+     ("9007199254740993", 9007199254740993), ("999999999999999999", 999999999999999999)],
 )  # fmt: skip
 def test_line_number(raw, expected):
     got = _one(normalize.line_number, raw)

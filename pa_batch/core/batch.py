@@ -70,6 +70,9 @@ class Batch:
     raw: dict[str, pa.Array] = field(default_factory=dict)
     # CSV records with the wrong field count: source_row, fields, raw text
     malformed: pd.DataFrame = field(default_factory=lambda: malformed_frame([]))
+    # a Parquet file's line_number and service_date when they were stored as integers and
+    # dates: checked as such (typed.record_columns), not parsed back from their text
+    typed: dict[str, pa.Array] = field(default_factory=dict)
 
     @property
     def rows_read(self) -> int:
@@ -173,7 +176,7 @@ class ScopedBatch:
 def scope_batch(batch: Batch, source_file: str, reference: ReferenceData) -> ScopedBatch:
     """Check every record of ``batch`` and find its baclofen powder lines."""
     records = batch.records
-    parsed = typed.record_columns(records)  # each record column parsed once, here
+    parsed = typed.record_columns(records, batch.typed)  # each record column parsed once, here
     record_failures = contract_failures(
         RECORD_SCHEMA, pd.concat([records, parsed.filter(like=typed.FLAG)], axis=1)
     )

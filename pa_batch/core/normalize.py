@@ -108,7 +108,8 @@ def line_number(values: pd.Series) -> pd.Series:
         digits = distinct.str.replace(r"^\+", "", regex=True).str.replace(r"\.0*$", "", regex=True)
         # more than 18 digits would overflow int64; no real line number is that long
         usable = whole & (digits.str.len() <= 18)
-        number = pd.to_numeric(digits.where(usable), errors="coerce").astype("Int64")
+        # parsed as integers, never through a float: 9007199254740993 stays itself
+        number = digits.where(usable).astype("Int64")
         return number.where(number >= 1)
 
     return on_distinct(values, parse).astype("Int64")

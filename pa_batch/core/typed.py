@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from pa_batch.core import normalize
 
@@ -23,11 +24,26 @@ from pa_batch.schemas.claim_extract import flag as flag
 from pa_batch.schemas.claim_extract import flagged_column as flagged_column
 
 
-def record_columns(records: pd.DataFrame) -> pd.DataFrame:
+def record_columns(
+    records: pd.DataFrame, given_typed: dict[str, pa.Array] | None = None
+) -> pd.DataFrame:
     """The columns checked on every record, parsed: ``line_number`` (Int64), ``service_date``
-    (datetime64[s]), ``ndc`` (11 digits), NA where missing or invalid, and their flags."""
-    line_number = normalize.line_number(records["line_number"])
-    service_date = normalize.dates(records["service_date"])
+    (datetime64[s]), ``ndc`` (11 digits), NA where missing or invalid, and their flags.
+
+    ``given_typed``: a Parquet file's columns that were already integers or dates
+    (``Batch.typed``), checked as such instead of parsed back from their text; the outcome is
+    the text's, value for value (``tests/test_typed_columns.py``)."""
+    given_typed = given_typed or {}
+    line_number = (
+        whole_numbers(given_typed["line_number"])
+        if "line_number" in given_typed
+        else normalize.line_number(records["line_number"])
+    )
+    service_date = (
+        calendar_dates(given_typed["service_date"])
+        if "service_date" in given_typed
+        else normalize.dates(records["service_date"])
+    )
     ndc = normalize.ndc(records["ndc"])
     return pd.DataFrame(
         {
@@ -40,6 +56,31 @@ def record_columns(records: pd.DataFrame) -> pd.DataFrame:
         },
         index=records.index,
     )
+
+
+# what the text of a typed value parses to (normalize.line_number, normalize.dates): a whole
+# number of at most 18 digits, >= 1; a date whose year has four digits
+LINE_NUMBER_BOUND = 10**18
+FIRST_DAY, LAST_DAY = np.datetime64("0001-01-01", "D"), np.datetime64("9999-12-31", "D")
+
+
+def whole_numbers(given: pa.Array) -> pd.Series:
+    """An integer column's line numbers: itself where 1 <= n < 10**18, else NA."""
+    values = given.fill_null(0).to_numpy(zero_copy_only=False)
+    valid = given.is_valid().to_numpy(zero_copy_only=False)
+    valid &= (values >= 1) & (values < LINE_NUMBER_BOUND)
+    return pd.Series(pd.arrays.IntegerArray(np.where(valid, values, 0).astype(np.int64), ~valid))
+
+
+def calendar_dates(given: pa.Array) -> pd.Series:
+    """A date or timestamp column's dates (a timestamp's calendar date, as its text gives),
+    NaT outside the four-digit years."""
+    days = given.cast(pa.date32())
+    day_numbers = days.fill_null(0).to_numpy(zero_copy_only=False).astype("datetime64[D]")
+    valid = days.is_valid().to_numpy(zero_copy_only=False)
+    valid &= (day_numbers >= FIRST_DAY) & (day_numbers <= LAST_DAY)
+    as_seconds = np.where(valid, day_numbers, FIRST_DAY).astype("datetime64[s]")
+    return pd.Series(as_seconds).where(valid)
 
 
 @dataclass

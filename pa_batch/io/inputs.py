@@ -718,7 +718,24 @@ def _parquet_batches(extract: Extract, batch_rows: int, stream: io.RawIOBase) ->
         }
         source_rows = np.arange(read_so_far + 1, read_so_far + n + 1, dtype=np.int64)
         read_so_far += n
-        yield Batch(text_records(raw, n), source_rows, raw=raw)
+        yield Batch(text_records(raw, n), source_rows, raw=raw, typed=_typed(record_batch, extract))
+
+
+# columns whose typed Parquet values are checked as themselves (core/typed.py)
+_TYPED_CHECKS = {
+    "line_number": pa.types.is_integer,
+    "service_date": lambda kind: pa.types.is_date(kind) or pa.types.is_timestamp(kind),
+}
+
+
+def _typed(record_batch: pa.RecordBatch, extract: Extract) -> dict[str, pa.Array]:
+    found = {}
+    for position, name in extract.known.items():
+        if name in _TYPED_CHECKS:
+            column = record_batch.column(extract.header[position])
+            if _TYPED_CHECKS[name](column.type):
+                found[name] = column
+    return found
 
 
 def _ascii_only(column: pa.Array) -> bool:
