@@ -25,6 +25,27 @@ def test_failed_run_leaves_the_previous_committed_run_intact(run_cli, write_csv,
     assert not list((out / ".pa-batch").glob("staging-*"))
 
 
+def test_a_record_half_written_by_a_killed_run_is_cleared_by_the_next(run_cli, write_csv, tmp_path):
+    """A SIGKILL while last_attempt.json or a failure record was written leaves its
+    temporary; the next run, holding the lock, removes it: the history holds no debris."""
+    out = tmp_path / "out"
+    assert run_cli(write_csv([LINE]), out=out).exit_code == 0
+    control = out / ".pa-batch"
+    (control / "failures").mkdir(exist_ok=True)
+    debris = [
+        control / ".last_attempt.json.9494f265.tmp",
+        control / "failures" / ".run1.json.0a1b2c3d.tmp",
+    ]
+    for path in debris:
+        path.write_text('{"run_id": "ki')
+    keep = control / "failures" / "notes.tmp"  # not a record's temporary: not ours to remove
+    keep.write_text("x")
+    assert run_cli(write_csv([LINE]), out=out).exit_code == 0
+    assert [path for path in debris if path.exists()] == []
+    assert keep.exists()
+    assert (control / "last_attempt.json").exists()
+
+
 def test_outputs_are_not_world_readable(run_cli, write_csv):
     run = run_cli(write_csv([LINE]))
     for name in ("results.parquet", "rejects.parquet", "summary.json", "summary.md"):

@@ -41,6 +41,8 @@ KEEP_FAILURES = 30
 FILE_MODE = 0o640  # never world-readable: these files hold PHI
 DIR_MODE = 0o750
 _TEMPORARY_LINK_SUFFIX = ".pa-batch-tmp"
+_JSON_TEMPORARY_SUFFIX = ".tmp"  # .last_attempt.json.1a2b3c4d.tmp, while it is written
+_JSON_TEMPORARY_GLOB = f".*.json.*{_JSON_TEMPORARY_SUFFIX}"
 # every name an output directory may publish, in either format
 PUBLISHED_NAMES = (
     *(f"{table}.{fmt}" for table in ("results", "rejects") for fmt in (PARQUET, CSV)),
@@ -198,6 +200,10 @@ class OutputDirectory:
         for pattern in ("staging-*", "scratch-*", f"{RETIRED_PREFIX}*"):
             for entry in self.control.glob(pattern):
                 shutil.rmtree(entry, ignore_errors=True)
+        # a kill while a record was written atomically leaves its temporary behind
+        for directory in (self.control, self.control / "failures"):
+            for entry in directory.glob(_JSON_TEMPORARY_GLOB):
+                entry.unlink(missing_ok=True)
         runs = self.control / "runs"
         if runs.is_dir():
             for entry in runs.iterdir():
@@ -360,7 +366,7 @@ def write_last_attempt(out_dir: Path, record: dict) -> None:
 def _write_json_atomically(path: Path, record: dict) -> None:
     """``record`` as ``path``, 0640, replacing any earlier one in one rename: a reader sees
     the old record or the new, never half of one."""
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}{_JSON_TEMPORARY_SUFFIX}")
     temporary.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     os.chmod(temporary, FILE_MODE)
     os.replace(temporary, path)
