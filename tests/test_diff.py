@@ -36,6 +36,9 @@ def _read_results(run_dir: Path) -> pd.DataFrame:
             "damaged: results hold a value of the wrong type", file=str(run_dir)
         ) from None
     frame["reasons"] = frame["reasons"].fillna("")
+    # plain Python keys: pandas cannot merge an Arrow string column of no chunks (a run of
+    # no lines, read from Parquet) with another
+    frame["claim_id"] = frame["claim_id"].astype(object)
     return frame
 
 

@@ -179,9 +179,9 @@ def test_trimming_equals_arrows_trim_whatever_the_cells(values, offset):
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from pa_batch.io.inputs import _trimmed
+    from pa_batch.core.arrow_text import trimmed
 
     given_cells = pa.array(["pad"] * offset + values, type=pa.string()).slice(offset)
     expected = pc.utf8_trim_whitespace(given_cells)
     expected = pc.if_else(pc.equal(expected, ""), pa.scalar(None, pa.string()), expected)
-    assert _trimmed(given_cells).to_pylist() == expected.to_pylist()
+    assert trimmed(given_cells).to_pylist() == expected.to_pylist()

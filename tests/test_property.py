@@ -14,8 +14,8 @@ from helpers import FIXTURES, examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from pa_batch.core.arrow_text import text_records
 from pa_batch.core.batch import Batch, decide_batch
-from pa_batch.io.inputs import text_records
 from pa_batch.policy.reference import load_reference
 from pa_batch.runner.state import ClaimKeyRegistry, finish_batch
 

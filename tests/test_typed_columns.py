@@ -18,7 +18,8 @@ from typer.testing import CliRunner
 
 from pa_batch.cli import app
 from pa_batch.core import normalize, typed
-from pa_batch.io.inputs import _as_text, text_records
+from pa_batch.core.arrow_text import text_records
+from pa_batch.io.inputs import _as_text
 
 INTEGER_TYPES = [pa.int8(), pa.int16(), pa.int32(), pa.int64(), pa.uint8(), pa.uint32(),
                  pa.uint64()]  # fmt: skip

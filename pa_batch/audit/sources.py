@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from pa_batch.core import normalize
-from pa_batch.core.batch import names_baclofen_powder
+from pa_batch.core.normalize import names_baclofen_powder
 from pa_batch.errors import RunError
 from pa_batch.io.inputs import claim_records, input_file, open_extract
 from pa_batch.policy.reference import read_reference_rows

@@ -22,13 +22,14 @@ the batches in input order.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from pa_batch.core import normalize, typed
+from pa_batch.core import normalize, screen, typed
+from pa_batch.core.arrow_text import text_records
 from pa_batch.core.counts import Counts
 from pa_batch.core.decide import CODE_SEPARATOR, decide
 from pa_batch.core.facts import line_facts
@@ -59,24 +60,56 @@ CARRIED = (
 KEY_SEPARATOR = "\x1f"  # cannot occur in a trimmed claim_id from a CSV or Parquet text cell
 
 
-@dataclass
 class Batch:
-    """One batch of records of one input file, in file order: what a reader hands the core."""
+    """One batch of records of one input file, in file order: what a reader hands the core.
 
-    records: pd.DataFrame  # INPUT_COLUMNS as trimmed text, NA = missing; RangeIndex
-    source_rows: np.ndarray  # 1-based record number of each record, header excluded
-    # each contract column present in the file, as given (untrimmed): the rejects file
-    # shows a bad cell exactly as the claim carried it
-    raw: dict[str, pa.Array] = field(default_factory=dict)
-    # CSV records with the wrong field count: source_row, fields, raw text
-    malformed: pd.DataFrame = field(default_factory=lambda: malformed_frame([]))
-    # a Parquet file's line_number and service_date when they were stored as integers and
-    # dates: checked as such (typed.record_columns), not parsed back from their text
-    typed: dict[str, pa.Array] = field(default_factory=dict)
+    A reader hands over the columns as Arrow arrays (``raw``); the pandas records are made
+    from them only when first asked for, and only for the records that need them: most of
+    a nightly mix never becomes a pandas object (``core/screen.py``).
+    """
+
+    def __init__(
+        self,
+        records: pd.DataFrame | None,
+        source_rows: np.ndarray,
+        raw: dict[str, pa.Array] | None = None,
+        malformed: pd.DataFrame | None = None,
+        typed: dict[str, pa.Array] | None = None,
+    ):
+        # INPUT_COLUMNS as trimmed text, NA = missing, RangeIndex; None: made from ``raw``
+        self._records = records
+        self.source_rows = source_rows  # 1-based record number of each record, header excluded
+        # each contract column present in the file, as given (untrimmed): the rejects file
+        # shows a bad cell exactly as the claim carried it
+        self.raw = raw if raw is not None else {}
+        # CSV records with the wrong field count: source_row, fields, raw text
+        self.malformed = malformed if malformed is not None else malformed_frame([])
+        # a Parquet file's line_number and service_date when they were stored as integers
+        # and dates: checked as such (typed.record_columns), not parsed back from their text
+        self.typed = typed if typed is not None else {}
+
+    @property
+    def records(self) -> pd.DataFrame:
+        if self._records is None:
+            self._records = text_records(self.raw, len(self.source_rows))
+        return self._records
 
     @property
     def rows_read(self) -> int:
-        return len(self.records) + len(self.malformed)
+        return len(self.source_rows) + len(self.malformed)
+
+    def take(self, positions: np.ndarray) -> Batch:
+        """The records at ``positions`` (in order), and the batch's malformed records."""
+        at = pa.array(positions, type=pa.int64())
+        return Batch(
+            self._records.take(positions).reset_index(drop=True)
+            if self._records is not None
+            else None,
+            self.source_rows[positions],
+            raw={name: cells.take(at) for name, cells in self.raw.items()},
+            malformed=self.malformed,
+            typed={name: cells.take(at) for name, cells in self.typed.items()},
+        )
 
 
 def malformed_frame(rows: list[tuple[int, int, str]], expected: int = 0) -> pd.DataFrame:
@@ -174,6 +207,21 @@ class ScopedBatch:
 
 
 def scope_batch(batch: Batch, source_file: str, reference: ReferenceData) -> ScopedBatch:
+    """Check every record of ``batch`` and find its baclofen powder lines. The records the
+    screen finds certainly valid and out of scope are only counted: the rest take the full
+    path, which gives them exactly the outcomes it would give them in the whole batch."""
+    screened = screen.certainly_out_of_scope(batch.raw, batch.typed, reference)
+    if screened is None or not screened.any():
+        return _scope_every_record(batch, source_file, reference)
+    rest = _scope_every_record(batch.take(np.flatnonzero(~screened)), source_file, reference)
+    return replace(
+        rest,
+        rows_read=batch.rows_read,
+        out_of_scope=rest.out_of_scope + int(screened.sum()),
+    )
+
+
+def _scope_every_record(batch: Batch, source_file: str, reference: ReferenceData) -> ScopedBatch:
     """Check every record of ``batch`` and find its baclofen powder lines."""
     records = batch.records
     parsed = typed.record_columns(records, batch.typed)  # each record column parsed once, here
@@ -306,7 +354,7 @@ def scope(
     ``ndc`` is the normalized NDC (NA where missing or invalid).
     """
     listed = ndc.isin(reference.product_ndcs).to_numpy()
-    named = normalize.on_distinct(drug_name, names_baclofen_powder)
+    named = normalize.on_distinct(drug_name, normalize.names_baclofen_powder)
     named = named.fillna(False).astype(bool).to_numpy()
     ndc_decides_nothing = not reference.product_ndcs
     knowable = ndc.notna().to_numpy() | ndc_decides_nothing
@@ -314,13 +362,6 @@ def scope(
     by = np.where(listed & named, 2, np.where(listed, 1, 0))
     in_scope_by = pd.Categorical.from_codes(by, ["name", "ndc", "both"])
     return status, pd.Series(in_scope_by, index=drug_name.index)
-
-
-def names_baclofen_powder(names: pd.Series) -> pd.Series:
-    lower = names.str.lower()
-    return lower.str.contains("baclofen", regex=False) & (
-        lower.str.contains("powder", regex=False) | lower.str.contains("bulk", regex=False)
-    )
 
 
 def _results(

@@ -145,6 +145,14 @@ def dates(values: pd.Series) -> pd.Series:
     return on_distinct(values, parse).astype("datetime64[s]")
 
 
+def names_baclofen_powder(names: pd.Series) -> pd.Series:
+    """A drug name naming baclofen and powder or bulk, in any case (contract §3: scope)."""
+    lower = names.str.lower()
+    return lower.str.contains("baclofen", regex=False) & (
+        lower.str.contains("powder", regex=False) | lower.str.contains("bulk", regex=False)
+    )
+
+
 def ndc(values: pd.Series) -> pd.Series:
     """NDC as 11 digits: 11 digits as given, or hyphenated 5-4-2, 4-4-2, 5-3-2, 5-4-1 padded.
 

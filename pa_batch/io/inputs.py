@@ -25,13 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from pa_batch.core.arrow_text import offsets_and_bytes
+from pa_batch.core.arrow_text import MAY_TRIM, may_need_trimming, offsets_and_bytes
 from pa_batch.core.batch import Batch, malformed_frame
 from pa_batch.errors import RunError, os_error_category
 from pa_batch.io.formats import CSV, PARQUET
@@ -330,7 +329,7 @@ CLAIM_SEARCH_ROWS = 65_536  # rows decoded at a time in a group that holds the c
 def _holds_claim(ids: pa.Array, claim_id: str) -> np.ndarray | None:
     """Where the trimmed ids equal ``claim_id``, or None if nowhere (ids with nothing to trim,
     as most columns are, are compared as they are)."""
-    if _may_need_trimming(ids) is _MAY_TRIM:
+    if may_need_trimming(ids) is MAY_TRIM:
         ids = pc.utf8_trim_whitespace(ids)
     matches = pc.fill_null(pc.equal(ids, claim_id), False)
     return matches.to_numpy(zero_copy_only=False) if pc.any(matches).as_py() else None
@@ -481,55 +480,6 @@ def _header_missing_hint(canonical: list[str]) -> str:
     return ""
 
 
-def text_records(columns: dict[str, pa.Array], length: int) -> pd.DataFrame:
-    """Trimmed text columns (empty -> missing) for every contract column, absent ones NA."""
-    data = {}
-    for name in INPUT_COLUMNS:
-        if name in columns:
-            data[name] = _trimmed(columns[name])
-        else:
-            data[name] = pa.nulls(length, pa.string())
-    return pa.table(data).to_pandas()
-
-
-def _trimmed(given: pa.Array) -> pa.Array:
-    """``given`` trimmed, an empty cell missing. Where there is nothing to trim and no empty
-    cell (most columns of most files), ``given`` itself: the batch holds its text once."""
-    check = _may_need_trimming(given)
-    if check is _NOTHING_TO_DO:
-        return given
-    trimmed = pc.utf8_trim_whitespace(given) if check is _MAY_TRIM else given
-    return pc.if_else(pc.equal(trimmed, ""), pa.scalar(None, pa.string()), trimmed)
-
-
-# a cell whose first or last byte is one of these may start or end with whitespace: ASCII
-# controls and space, DEL, and any byte of a multi-byte character (Unicode spaces are those)
-_MAY_BE_SPACE = np.zeros(256, dtype=bool)
-_MAY_BE_SPACE[: 0x20 + 1] = True
-_MAY_BE_SPACE[0x7F:] = True
-
-
-_NOTHING_TO_DO, _EMPTY_CELLS, _MAY_TRIM = "nothing to do", "empty cells", "may trim"
-
-
-def _may_need_trimming(given: pa.Array) -> str:
-    """What a column needs: nothing, its empty cells made missing, or trimming (where a
-    present cell starts or ends with a byte that could be whitespace). Read from the offsets
-    and the first and last bytes, without copying text."""
-    if given.type != pa.string():
-        return _MAY_TRIM
-    offsets, data = offsets_and_bytes(given)
-    starts, ends = offsets[:-1], offsets[1:]
-    if given.null_count:
-        present = given.is_valid().to_numpy(zero_copy_only=False)
-        starts, ends = starts[present], ends[present]
-    empty = ends <= starts
-    starts, ends = starts[~empty], ends[~empty]
-    if len(starts) and (_MAY_BE_SPACE[data[starts]].any() or _MAY_BE_SPACE[data[ends - 1]].any()):
-        return _MAY_TRIM
-    return _EMPTY_CELLS if empty.any() else _NOTHING_TO_DO
-
-
 # --- CSV -------------------------------------------------------------------------------
 
 
@@ -621,10 +571,10 @@ def _csv_batches(extract: Extract, batch_rows: int, stream: io.RawIOBase) -> Ite
         cut = emitted_malformed + int(np.searchsorted(bad[emitted_malformed:], last))
         batch_malformed = malformed_frame(malformed[emitted_malformed:cut], expected_fields)
         emitted_malformed = cut
-        yield Batch(text_records(raw, n), source_rows, raw=raw, malformed=batch_malformed)
+        yield Batch(None, source_rows, raw=raw, malformed=batch_malformed)
     if emitted_malformed < len(malformed):
         yield Batch(
-            text_records({}, 0),
+            None,
             np.empty(0, np.int64),
             malformed=malformed_frame(malformed[emitted_malformed:], expected_fields),
         )
@@ -718,7 +668,7 @@ def _parquet_batches(extract: Extract, batch_rows: int, stream: io.RawIOBase) ->
         }
         source_rows = np.arange(read_so_far + 1, read_so_far + n + 1, dtype=np.int64)
         read_so_far += n
-        yield Batch(text_records(raw, n), source_rows, raw=raw, typed=_typed(record_batch, extract))
+        yield Batch(None, source_rows, raw=raw, typed=_typed(record_batch, extract))
 
 
 # columns whose typed Parquet values are checked as themselves (core/typed.py)

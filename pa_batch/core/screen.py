@@ -1,0 +1,112 @@
+"""The screen: which records of a batch are certainly valid and certainly out of scope, found
+by Arrow compute over the whole batch before any record becomes a pandas object.
+
+A nightly mix is 99% other drugs. Such a record needs no reject and no decision, only to be
+counted out of scope, yet the full path (``batch.scope_batch``: every column parsed into
+pandas, the record contract checked, scope found) costs the same for it as for a powder
+line. The screen takes it out first when
+
+* every required value is present (trimmed, not empty),
+* its line number, service date and NDC are valid,
+* its NDC is not a listed product, and its drug name does not name baclofen powder.
+
+Each test is the full path's own, not a second reading of the contract: line numbers, dates
+and drug names are evaluated by the same ``normalize`` functions on the batch's distinct
+values (Arrow's dictionary encoding finds them); NDCs, nearly all distinct, by one RE2 match
+of the forms ``normalize.ndc`` accepts, and by the exact spellings a listed product can have.
+So a screened-out record is exactly one the full path would count out of scope, nothing
+else; everything else takes the full path unchanged (``tests/test_screen.py`` holds the two
+equal on generated batches).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import lru_cache
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pa_batch.core import normalize, typed
+from pa_batch.core.arrow_text import trimmed
+from pa_batch.core.model import ReferenceData
+from pa_batch.schemas.claim_extract import REQUIRED_COLUMNS
+
+# the forms normalize.ndc accepts: 11 digits, or hyphenated 5-4-2, 4-4-2, 5-3-2, 5-4-1
+NDC_FORMS = (
+    r"^(?:[0-9]{11}|[0-9]{5}-[0-9]{4}-[0-9]{2}|[0-9]{4}-[0-9]{4}-[0-9]{2}"
+    r"|[0-9]{5}-[0-9]{3}-[0-9]{2}|[0-9]{5}-[0-9]{4}-[0-9])$"
+)
+
+
+def certainly_out_of_scope(
+    raw: dict[str, pa.Array], given_typed: dict[str, pa.Array], reference: ReferenceData
+) -> np.ndarray | None:
+    """True for each record the full path would find valid and out of scope; None when no
+    record can be screened (a required column absent: every record fails on it)."""
+    if any(name not in raw for name in REQUIRED_COLUMNS):
+        return None
+    text = {name: trimmed(raw[name]) for name in (*REQUIRED_COLUMNS, "drug_name") if name in raw}
+    passes = np.ones(len(text["claim_id"]), dtype=bool)
+    for name in REQUIRED_COLUMNS:
+        if text[name].null_count:
+            passes &= text[name].is_valid().to_numpy(zero_copy_only=False)
+    passes &= (
+        typed.whole_numbers(given_typed["line_number"]).notna().to_numpy()
+        if "line_number" in given_typed
+        else _on_distinct(text["line_number"], normalize.line_number)
+    )
+    passes &= (
+        typed.calendar_dates(given_typed["service_date"]).notna().to_numpy()
+        if "service_date" in given_typed
+        else _on_distinct(text["service_date"], normalize.dates)
+    )
+    ndc = text["ndc"]
+    passes &= _true(pc.match_substring_regex(ndc, NDC_FORMS))
+    if reference.product_ndcs:
+        passes &= ~_true(pc.is_in(ndc, value_set=listed_spellings(reference.product_ndcs)))
+    if "drug_name" in text:
+        passes &= ~_on_distinct(text["drug_name"], normalize.names_baclofen_powder)
+    return passes
+
+
+def _on_distinct(text: pa.Array, evaluate: Callable[[pd.Series], pd.Series]) -> np.ndarray:
+    """True where ``evaluate`` of the cell is a value (not NA, not False); a missing cell is
+    False. ``evaluate`` sees each distinct cell once."""
+    encoded = pc.dictionary_encode(text)
+    outcome = evaluate(pd.Series(encoded.dictionary, dtype="str"))
+    found = (
+        outcome.fillna(False).to_numpy(dtype=bool)
+        if pd.api.types.is_bool_dtype(outcome.dtype)
+        else outcome.notna().to_numpy()
+    )
+    per_entry = np.append(found, False)
+    entry = pc.fill_null(encoded.indices, len(encoded.dictionary))
+    return per_entry[entry.to_numpy(zero_copy_only=False)]
+
+
+def _true(mask: pa.Array) -> np.ndarray:
+    return pc.fill_null(mask, False).to_numpy(zero_copy_only=False)
+
+
+@lru_cache(maxsize=8)
+def listed_spellings(product_ndcs: frozenset[str]) -> pa.Array:
+    """Every text ``normalize.ndc`` turns into a listed product's NDC: the 11 digits, and
+    each hyphenated form whose dropped padding digit is a zero (``00002-0100-01`` is also
+    ``0002-0100-01``). Each candidate is kept only if ``normalize.ndc`` agrees."""
+    candidates: list[str] = []
+    for digits in sorted(product_ndcs):
+        labeler, product, package = digits[:5], digits[5:9], digits[9:]
+        candidates += [
+            digits,
+            f"{labeler}-{product}-{package}",  # 5-4-2
+            f"{labeler[1:]}-{product}-{package}",  # 4-4-2
+            f"{labeler}-{product[1:]}-{package}",  # 5-3-2
+            f"{labeler}-{product}-{package[1:]}",  # 5-4-1
+        ]
+    spelled = pd.Series(candidates, dtype="str")
+    normalized = normalize.ndc(spelled)
+    owner = pd.Series([d for d in sorted(product_ndcs) for _ in range(5)], dtype="str")
+    return pa.array(spelled[(normalized == owner).fillna(False)].unique(), type=pa.string())
