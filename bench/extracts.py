@@ -47,7 +47,9 @@ DX_POOL = np.array(
 SEPARATORS = np.array([",", ";", "|", " ", ", "])
 
 
-def chunk_table(rng: np.random.Generator, start: int, n: int, powder_share: float) -> pa.Table:
+def chunk_table(
+    rng: np.random.Generator, start: int, n: int, powder_share: float, every_ndc_form: bool = False
+) -> pa.Table:
     powder = rng.random(n) < powder_share
     by_ndc = powder & (rng.random(n) < 0.2)  # a fifth of the powder lines only by their NDC
     names = np.where(powder & ~by_ndc, rng.choice(POWDER_NAMES, n), rng.choice(OTHER_NAMES, n))
@@ -59,8 +61,11 @@ def chunk_table(rng: np.random.Generator, start: int, n: int, powder_share: floa
         _join("-", _sub(eleven, 0, 5), _sub(eleven, 5, 9), _sub(eleven, 9, 11)),
         eleven,
     )
+    listed = np.full(n, LISTED_NDC)
+    if every_ndc_form:
+        ndc, listed = _every_form(rng, eleven, ndc)
     ndc = np.where(form > 0.9995, "1234567890", ndc)  # ambiguous 10-digit: invalid
-    ndc = np.where(by_ndc, LISTED_NDC, ndc)
+    ndc = np.where(by_ndc, listed, ndc)
     day = rng.integers(0, 3 * 365, n)
     service = (np.datetime64("2023-01-01") + day).astype("datetime64[D]").astype(str)
     service = np.where(rng.random(n) < 0.1, np.char.replace(service, "-", ""), service)
@@ -104,6 +109,23 @@ def chunk_table(rng: np.random.Generator, start: int, n: int, powder_share: floa
             "prior_auth_number": np.where(rng.random(n) < 0.1, "PA123", ""),
         }
     )
+
+
+def _every_form(rng: np.random.Generator, eleven: np.ndarray, ndc: np.ndarray):
+    """A share of the NDCs rewritten into the other hyphenated forms the contract accepts
+    (4-4-2, 5-3-2, 5-4-1: one segment one digit short), and the listed product spelled each
+    way it can be (11 digits, 5-4-2, 5-4-1)."""
+    labeler, product, package = _sub(eleven, 0, 5), _sub(eleven, 5, 9), _sub(eleven, 9, 11)
+    form = rng.random(len(eleven))
+    ndc = np.where(form < 0.1, _join("-", _sub(labeler, 1, 5), product, package), ndc)
+    ndc = np.where(
+        (form >= 0.1) & (form < 0.2), _join("-", labeler, _sub(product, 1, 4), package), ndc
+    )
+    ndc = np.where(
+        (form >= 0.2) & (form < 0.3), _join("-", labeler, product, _sub(package, 1, 2)), ndc
+    )
+    listed = rng.choice(np.array([LISTED_NDC, "51927100400", "51927-1004-0"]), len(eleven))
+    return ndc, listed
 
 
 def _sub(values: np.ndarray, start: int, stop: int) -> np.ndarray:
@@ -172,16 +194,18 @@ def generate(
     *,
     as_typed: bool = False,
     row_group_rows: int = CHUNK,
+    every_ndc_form: bool = False,
 ) -> Path:
     """Write ``lines`` records to ``path`` (.parquet or .csv), chunk by chunk: text columns,
-    or ``as_typed`` (Parquet) typed ones; Parquet row groups of ``row_group_rows``."""
+    or ``as_typed`` (Parquet) typed ones; Parquet row groups of ``row_group_rows``; NDCs in
+    two forms (11 digits, 5-4-2), or ``every_ndc_form`` the contract accepts."""
     rng = np.random.default_rng(seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(path.name + ".partial")
     writer = None
     try:
         for start in range(0, lines, CHUNK):
-            table = chunk_table(rng, start, min(CHUNK, lines - start), powder_share)
+            table = chunk_table(rng, start, min(CHUNK, lines - start), powder_share, every_ndc_form)
             if as_typed:
                 table = typed(table)
             if writer is None:
@@ -208,6 +232,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--typed", action="store_true", help="typed Parquet columns")
     parser.add_argument("--row-group-rows", type=int, default=CHUNK)
+    parser.add_argument(
+        "--every-ndc-form", action="store_true", help="NDCs in every form the contract accepts"
+    )
     args = parser.parse_args()
     generate(
         args.out,
@@ -215,6 +242,7 @@ def main() -> None:
         args.powder_share,
         as_typed=args.typed,
         row_group_rows=args.row_group_rows,
+        every_ndc_form=args.every_ndc_form,
     )
 
 

@@ -1,6 +1,6 @@
 """A small run of the benchmark (`make bench` runs it at 10M and 50M lines): the extract
-generator, the DuckDB peer and pa-batch side by side, and the peer agreeing with pa-batch on
-every decided line, so the benchmark compares like with like."""
+generator, the read floor, both DuckDB peers and pa-batch side by side, and the equivalent
+peer agreeing with pa-batch on every decided line, so the benchmark compares like with like."""
 
 from __future__ import annotations
 
@@ -20,17 +20,26 @@ BENCH = Path(__file__).parent.parent / "bench"
 def test_benchmark_smoke_runs_both_sides_and_they_agree(tmp_path):
     done = subprocess.run(
         [sys.executable, str(BENCH / "bench_run.py"), "--lines", "20000", "--no-large",
-         "--data", str(tmp_path), "--report", str(tmp_path)],
+         "--shapes", "typed-1M,csv", "--data", str(tmp_path), "--report", str(tmp_path)],
         capture_output=True, text=True,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     report = json.loads((tmp_path / "results.json").read_text())
     assert [row["file"] for row in report["rows"]] == [
-        "extract_20000_all.parquet", "extract_20000_all.csv",
-        "extract_20000_1pct.parquet", "extract_20000_1pct.csv",
+        "extract_20000_all_typed-1M.parquet", "extract_20000_all_csv.csv",
+        "extract_20000_1pct_typed-1M.parquet", "extract_20000_1pct_csv.csv",
     ]  # fmt: skip
-    assert all(row["ratio"] > 0 and row["pa_batch_rss_mib"] > 0 for row in report["rows"])
-    assert "| extract_20000_all.parquet |" in (tmp_path / "results.md").read_text()
+    for row in report["rows"]:
+        assert row["ratio"] > 0 and row["lean_ratio"] > 0 and row["floor_ratio"] > 0
+        assert row["pa_batch_rss_mib"] > 0
+    matrix = (tmp_path / "results.md").read_text()
+    assert "| Parquet, typed columns, 1M-row groups | all |" in matrix
+    assert "| CSV | 1pct |" in matrix
+
+    # the lean pass decided the powder lines it found, in the policy's three outcomes
+    lean = pd.read_parquet(tmp_path / "out" / "lean" / "results.parquet")
+    assert len(lean) > 0
+    assert set(lean["decision"]) <= {"approved", "denied", "investigational"}
 
     # the last pair run was the 1% CSV: both sides' results of it are in tmp_path/out
     ours = pd.read_parquet(tmp_path / "out" / "pa_batch" / "results.parquet")

@@ -281,9 +281,10 @@ def test_parquet_bytes_do_not_follow_batches_where_pages_split(run_cli, write_cs
 @pytest.mark.parametrize("fmt", ["parquet", "csv"])
 @pytest.mark.slow
 def test_grouping_batches_for_the_decision_changes_no_byte(run_cli, tmp_path, monkeypatch, fmt):
-    """The local engine decides the powder lines of consecutive batches together; whatever
-    the group size (every batch alone, groups cut by a few lines or a few rejects, all in
-    one group), results, rejects and counts are the same. The extract (the benchmark's
+    """The local engine scopes what its screen leaves of consecutive batches together, and
+    decides their powder lines together; whatever the group sizes (every batch alone, groups
+    cut by a few records, lines or rejects, all in one group), results, rejects and counts
+    are the same. The extract (the benchmark's
     generator: a third powder lines, every kind of record and line reject, repeated keys)
     interleaves record rejects and powder line rejects in every batch."""
     import subprocess
@@ -305,6 +306,8 @@ def test_grouping_batches_for_the_decision_changes_no_byte(run_cli, tmp_path, mo
     written, counts = {}, {}
     for group_lines in (1, 50, 1 << 15):
         monkeypatch.setattr(engines, "GROUP_LINES", group_lines)
+        # screened records grouped by 1 (each batch alone), 37 (a few batches) or all
+        monkeypatch.setattr(engines, "SCREENED_ROWS", {1: 1, 50: 37, 1 << 15: 1 << 15}[group_lines])
         run = run_cli(extract, *args, out=tmp_path / str(group_lines))
         assert run.exit_code == 0
         written[group_lines] = [

@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 
 from pa_batch.core import batch as core_batch
 from pa_batch.core import normalize, screen
-from pa_batch.core.batch import Batch, scope_batch
+from pa_batch.core.arrow_text import TextCells
+from pa_batch.core.batch import Batch, scope_batch, scope_screened, screen_batch
 from pa_batch.policy.reference import load_reference
 from pa_batch.schemas.claim_extract import INPUT_COLUMNS
 
@@ -64,16 +65,9 @@ RECORD = st.fixed_dictionaries(
 )
 
 
-def _column(values: list, typed_kind: pa.DataType | None) -> tuple[pa.Array, pa.Array | None]:
-    """The text a reader hands over, and the typed column when the batch stores it typed."""
-    if typed_kind is None:
-        return pa.array([None if v is None else str(v) for v in values], pa.string()), None
-    typed = pa.array(values, typed_kind)
-    return typed.cast(pa.string()), typed
-
-
-def _batch(records: list[dict], typed_line: bool, typed_date: bool) -> Batch:
-    """A batch as a reader makes it; a typed column's text rows are its values' text."""
+def _batch(records: list[dict], typed_line: bool, typed_date: bool, first_row: int = 1) -> Batch:
+    """A batch as a reader makes it: a typed column held as read (``TextCells`` turns it
+    into its values' text where asked), and handed over typed for the checks."""
     length = len(records)
     raw, typed = {}, {}
     for name in ("claim_id", "member_id", "ndc", "drug_name"):
@@ -84,15 +78,19 @@ def _batch(records: list[dict], typed_line: bool, typed_date: bool) -> Batch:
         lines = [v if isinstance(v, int) and v < 2**63 else None for v in lines]
     if typed_date:
         dates = [v if isinstance(v, dt.date) else None for v in dates]
-    raw["line_number"], typed_line_column = _column(lines, pa.int64() if typed_line else None)
-    raw["service_date"], typed_date_column = _column(dates, pa.date32() if typed_date else None)
-    if typed_line_column is not None:
-        typed["line_number"] = typed_line_column
-    if typed_date_column is not None:
-        typed["service_date"] = typed_date_column
+    for name, values, kind, as_typed in (
+        ("line_number", lines, pa.int64(), typed_line),
+        ("service_date", dates, pa.date32(), typed_date),
+    ):
+        if as_typed:
+            typed[name] = pa.array(values, kind)
+        else:
+            raw[name] = pa.array([None if v is None else str(v) for v in values], pa.string())
     for name in INPUT_COLUMNS:
-        raw.setdefault(name, pa.array(["G35"] * length, pa.string()))
-    return Batch(None, np.arange(1, length + 1) * 3, raw=raw, typed=typed)
+        if name not in typed:
+            raw.setdefault(name, pa.array(["G35"] * length, pa.string()))
+    source_rows = (np.arange(length) + first_row) * 3
+    return Batch(None, source_rows, raw=TextCells(raw, typed), typed=typed)
 
 
 def _outcomes(scoped: core_batch.ScopedBatch) -> tuple:
@@ -112,6 +110,38 @@ def test_a_screened_batch_has_the_outcomes_of_the_whole_batch(records, typed_lin
     whole = core_batch._scope_every_record(batch, "generated.parquet", REFERENCE)
     screened = scope_batch(batch, "generated.parquet", REFERENCE)
     assert _outcomes(screened) == _outcomes(whole)
+
+
+@settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(st.lists(RECORD, min_size=0, max_size=12), min_size=2, max_size=4),
+    st.booleans(),
+    st.booleans(),
+)
+def test_what_the_screen_leaves_of_several_batches_is_scoped_as_each_alone(
+    parts, typed_line, typed_date
+):
+    """The local engine scopes what the screen leaves of consecutive batches together: the
+    counts add up and the lines and rejects are those of each batch scoped alone."""
+    batches, first_row = [], 1
+    for records in parts:
+        batches.append(_batch(records, typed_line, typed_date, first_row))
+        first_row += len(records)
+    together = scope_screened(
+        [screen_batch(b, REFERENCE) for b in batches], "generated.parquet", REFERENCE
+    )
+    alone = [scope_batch(b, "generated.parquet", REFERENCE) for b in batches]
+    assert together.rows_read == sum(s.rows_read for s in alone) == sum(map(len, parts))
+    assert together.out_of_scope == sum(s.out_of_scope for s in alone)
+    assert together.lines.source_rows[together.positions].tolist() == [
+        row for s in alone for row in s.lines.source_rows[s.positions].tolist()
+    ]
+
+    def cells(frames: list[pd.DataFrame], column: str) -> list:  # a missing cell is None
+        return [None if pd.isna(v) else v for frame in frames for v in frame[column]]
+
+    for column in together.rejects.columns:
+        assert cells([together.rejects], column) == cells([s.rejects for s in alone], column)
 
 
 def test_the_screen_takes_out_exactly_the_valid_records_of_other_drugs():

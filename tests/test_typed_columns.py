@@ -18,16 +18,16 @@ from typer.testing import CliRunner
 
 from pa_batch.cli import app
 from pa_batch.core import normalize, typed
-from pa_batch.core.arrow_text import text_records
-from pa_batch.io.inputs import _as_text
+from pa_batch.core.arrow_text import TextCells, text_records
 
 INTEGER_TYPES = [pa.int8(), pa.int16(), pa.int32(), pa.int64(), pa.uint8(), pa.uint32(),
                  pa.uint64()]  # fmt: skip
 
 
 def _as_its_text(column: pa.Array, name: str) -> pd.Series:
-    """The column as the reader's text records give it (what the text path parses)."""
-    return text_records({name: _as_text(column, "x.parquet", name)}, len(column))[name]
+    """The column as the reader's text records give it (what the text path parses): a typed
+    column held as read, turned into text when the records are made."""
+    return text_records(TextCells({}, {name: column}), len(column))[name]
 
 
 @pytest.mark.parametrize("kind", INTEGER_TYPES, ids=str)

@@ -1,8 +1,11 @@
-"""Arrow text as the core reads it: the bytes of a string array as numpy arrays (for passes
-over all values at once), cells trimmed with empty meaning missing (contract §2), and a
-batch's trimmed text as the pandas records the record checks read."""
+"""Arrow text as the core reads it: a batch's columns as the text a CSV would carry (a typed
+Parquet column turned into text only when asked for), the bytes of a string array as numpy
+arrays (for passes over all values at once), cells trimmed with empty meaning missing
+(contract §2), and a batch's trimmed text as the pandas records the record checks read."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
 
 import numpy as np
 import pandas as pd
@@ -10,6 +13,97 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pa_batch.schemas.claim_extract import INPUT_COLUMNS
+
+
+class TextCells(Mapping[str, pa.Array]):
+    """A batch's contract columns, each as the text a CSV would carry it (untrimmed).
+
+    A text column is held as text. A typed Parquet column (dates, numbers) is held as read
+    and turned into text (``typed_as_text``) only when first asked for: the screen checks
+    such columns as themselves, so the records it counts out of scope (most of a nightly
+    mix) never pay for the conversion; the rest do, on their own rows (``take``).
+    """
+
+    def __init__(self, text: Mapping[str, pa.Array], typed: Mapping[str, pa.Array] | None = None):
+        self._text = dict(text)
+        self._typed = {n: cells for n, cells in (typed or {}).items() if n not in self._text}
+        self._names = [*self._text, *self._typed]
+
+    def __getitem__(self, name: str) -> pa.Array:
+        if name not in self._text:
+            self._text[name] = typed_as_text(self._typed.pop(name), name)  # KeyError if absent
+        return self._text[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._text or name in self._typed
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def is_text(self, name: str) -> bool:
+        """True if ``name`` is held as text (asking for it costs nothing)."""
+        return name in self._text
+
+    def take(self, at: pa.Array) -> TextCells:
+        """The cells at positions ``at``, typed columns still as read."""
+        return TextCells(
+            {name: cells.take(at) for name, cells in self._text.items()},
+            {name: cells.take(at) for name, cells in self._typed.items()},
+        )
+
+    @staticmethod
+    def concat(parts: list[TextCells]) -> TextCells:
+        """Cells of consecutive batches of one file (the same columns, held alike) as one."""
+        first = parts[0]
+        return TextCells(
+            {name: joined([p[name] for p in parts]) for name in first._text},
+            {name: joined([p._cells_as_held(name) for p in parts]) for name in first._typed},
+        )
+
+    def _cells_as_held(self, name: str) -> pa.Array:
+        return self._typed[name] if name in self._typed else self._text[name]
+
+    def __reduce__(self):  # pickled as held (Dask ships batches to workers)
+        return (TextCells, (self._text, self._typed))
+
+
+def joined(arrays: list[pa.Array]) -> pa.Array:
+    """Arrays of one column of consecutive batches as one, of the first one's type."""
+    kind = arrays[0].type
+    return pa.concat_arrays([a if a.type == kind else a.cast(kind) for a in arrays])
+
+
+def typed_as_text(column: pa.Array, name: str) -> pa.Array:
+    """A typed Parquet column (not text) as the text a CSV would carry, so both decide alike.
+
+    ``name`` is the contract column. An integer NDC is left-padded with zeros to 11 digits:
+    a number can only have come from the 11-digit form, its leading zeros lost. A
+    timestamp's calendar date is its date of service.
+    """
+    kind = column.type
+    if pa.types.is_timestamp(kind) or pa.types.is_date(kind):
+        return column.cast(pa.date32()).cast(pa.string())
+    if pa.types.is_integer(kind) and name == "ndc":
+        digits = column.cast(pa.string())
+        non_negative = pc.fill_null(pc.greater_equal(column, 0), False)
+        return pc.if_else(non_negative, pc.utf8_lpad(digits, 11, "0"), digits)
+    return column.cast(pa.string())
+
+
+def is_typed_text_kind(kind: pa.DataType) -> bool:
+    """True for the typed Parquet columns ``typed_as_text`` turns into text."""
+    return (
+        pa.types.is_timestamp(kind)
+        or pa.types.is_date(kind)
+        or pa.types.is_integer(kind)
+        or pa.types.is_floating(kind)
+        or pa.types.is_decimal(kind)
+        or pa.types.is_boolean(kind)
+        or pa.types.is_null(kind)
+    )
 
 
 def offsets_and_bytes(text: pa.Array) -> tuple[np.ndarray, np.ndarray]:
@@ -31,7 +125,7 @@ def offsets_and_bytes(text: pa.Array) -> tuple[np.ndarray, np.ndarray]:
 _NO_BYTES = np.zeros(0, dtype=np.uint8)
 
 
-def text_records(columns: dict[str, pa.Array], length: int) -> pd.DataFrame:
+def text_records(columns: Mapping[str, pa.Array], length: int) -> pd.DataFrame:
     """Trimmed text columns (empty -> missing) for every contract column, absent ones NA."""
     data = {}
     for name in INPUT_COLUMNS:

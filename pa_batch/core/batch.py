@@ -29,7 +29,7 @@ import pandas as pd
 import pyarrow as pa
 
 from pa_batch.core import normalize, screen, typed
-from pa_batch.core.arrow_text import text_records
+from pa_batch.core.arrow_text import TextCells, joined, text_records
 from pa_batch.core.counts import Counts
 from pa_batch.core.decide import CODE_SEPARATOR, decide
 from pa_batch.core.facts import line_facts
@@ -72,7 +72,7 @@ class Batch:
         self,
         records: pd.DataFrame | None,
         source_rows: np.ndarray,
-        raw: dict[str, pa.Array] | None = None,
+        raw: TextCells | dict[str, pa.Array] | None = None,
         malformed: pd.DataFrame | None = None,
         typed: dict[str, pa.Array] | None = None,
     ):
@@ -81,7 +81,7 @@ class Batch:
         self.source_rows = source_rows  # 1-based record number of each record, header excluded
         # each contract column present in the file, as given (untrimmed): the rejects file
         # shows a bad cell exactly as the claim carried it
-        self.raw = raw if raw is not None else {}
+        self.raw = raw if isinstance(raw, TextCells) else TextCells(raw or {})
         # CSV records with the wrong field count: source_row, fields, raw text
         self.malformed = malformed if malformed is not None else malformed_frame([])
         # a Parquet file's line_number and service_date when they were stored as integers
@@ -106,9 +106,28 @@ class Batch:
             if self._records is not None
             else None,
             self.source_rows[positions],
-            raw={name: cells.take(at) for name, cells in self.raw.items()},
+            raw=self.raw.take(at),
             malformed=self.malformed,
             typed={name: cells.take(at) for name, cells in self.typed.items()},
+        )
+
+    @staticmethod
+    def concat(batches: list[Batch]) -> Batch:
+        """Consecutive batches of one file as one batch, records in order."""
+        if len(batches) == 1:
+            return batches[0]
+        # a batch without records adds none (the last batch of a CSV may hold only
+        # malformed records, and no columns)
+        holding = [b for b in batches if len(b.source_rows)] or batches[:1]
+        malformed = [b.malformed for b in batches if len(b.malformed)]
+        return Batch(
+            None
+            if all(b._records is None for b in holding)
+            else pd.concat([b.records for b in holding], ignore_index=True),
+            np.concatenate([b.source_rows for b in holding]),
+            raw=TextCells.concat([b.raw for b in holding]),
+            malformed=pd.concat(malformed, ignore_index=True) if malformed else None,
+            typed={name: joined([b.typed[name] for b in holding]) for name in holding[0].typed},
         )
 
 
@@ -193,7 +212,7 @@ class ScopedBatch:
         lines = Batch(
             self.lines.records.take(at).reset_index(drop=True),
             self.lines.source_rows[at],
-            raw={name: cells.take(pa.array(at)) for name, cells in self.lines.raw.items()},
+            raw=self.lines.raw.take(pa.array(at)),
         )
         return ScopedBatch(
             self.rows_read,
@@ -206,19 +225,46 @@ class ScopedBatch:
         )
 
 
+@dataclass
+class ScreenedBatch:
+    """A batch once the screen has counted its records that are certainly valid and out of
+    scope: the records left for the full path, and the batch's counts."""
+
+    rest: Batch  # the records the screen left (and the batch's malformed records)
+    rows_read: int
+    screened_out: int  # records counted out of scope by the screen
+
+
+def screen_batch(batch: Batch, reference: ReferenceData) -> ScreenedBatch:
+    """Count the records of ``batch`` the screen finds certainly valid and out of scope
+    (``core/screen.py``); keep the rest."""
+    screened = screen.certainly_out_of_scope(batch.raw, batch.typed, reference)
+    if screened is None or not screened.any():
+        return ScreenedBatch(batch, batch.rows_read, 0)
+    return ScreenedBatch(
+        batch.take(np.flatnonzero(~screened)), batch.rows_read, int(screened.sum())
+    )
+
+
+def scope_screened(
+    screened: list[ScreenedBatch], source_file: str, reference: ReferenceData
+) -> ScopedBatch:
+    """Check and scope what the screen left of consecutive batches of one file, together:
+    the full path's fixed cost is paid once for a nightly mix's few records of many batches.
+    Each record's outcome is its own, so they are the ones each batch alone would give."""
+    scoped = _scope_every_record(Batch.concat([s.rest for s in screened]), source_file, reference)
+    return replace(
+        scoped,
+        rows_read=sum(s.rows_read for s in screened),
+        out_of_scope=scoped.out_of_scope + sum(s.screened_out for s in screened),
+    )
+
+
 def scope_batch(batch: Batch, source_file: str, reference: ReferenceData) -> ScopedBatch:
     """Check every record of ``batch`` and find its baclofen powder lines. The records the
     screen finds certainly valid and out of scope are only counted: the rest take the full
     path, which gives them exactly the outcomes it would give them in the whole batch."""
-    screened = screen.certainly_out_of_scope(batch.raw, batch.typed, reference)
-    if screened is None or not screened.any():
-        return _scope_every_record(batch, source_file, reference)
-    rest = _scope_every_record(batch.take(np.flatnonzero(~screened)), source_file, reference)
-    return replace(
-        rest,
-        rows_read=batch.rows_read,
-        out_of_scope=rest.out_of_scope + int(screened.sum()),
-    )
+    return scope_screened([screen_batch(batch, reference)], source_file, reference)
 
 
 def _scope_every_record(batch: Batch, source_file: str, reference: ReferenceData) -> ScopedBatch:
@@ -267,10 +313,7 @@ def decide_scoped(
         batch = Batch(
             pd.concat([p.lines.records for p in parts], ignore_index=True),
             np.concatenate([p.lines.source_rows for p in parts]),
-            raw={
-                name: pa.concat_arrays([p.lines.raw[name] for p in parts])
-                for name in parts[0].lines.raw
-            },
+            raw=TextCells.concat([p.lines.raw for p in parts]),
         )
         parsed = pd.concat([p.parsed for p in parts], ignore_index=True)
         in_scope_by = pd.concat([p.in_scope_by for p in parts], ignore_index=True)

@@ -21,7 +21,7 @@ equal on generated batches).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import lru_cache
 
 import numpy as np
@@ -42,16 +42,22 @@ NDC_FORMS = (
 
 
 def certainly_out_of_scope(
-    raw: dict[str, pa.Array], given_typed: dict[str, pa.Array], reference: ReferenceData
+    raw: Mapping[str, pa.Array], given_typed: Mapping[str, pa.Array], reference: ReferenceData
 ) -> np.ndarray | None:
     """True for each record the full path would find valid and out of scope; None when no
     record can be screened (a required column absent: every record fails on it)."""
     if any(name not in raw for name in REQUIRED_COLUMNS):
         return None
-    text = {name: trimmed(raw[name]) for name in (*REQUIRED_COLUMNS, "drug_name") if name in raw}
+    # a typed line number or service date is checked as itself (a null fails there), never
+    # turned into text for this: most records of a nightly mix never are
+    text = {
+        name: trimmed(raw[name])
+        for name in (*REQUIRED_COLUMNS, "drug_name")
+        if name in raw and name not in given_typed
+    }
     passes = np.ones(len(text["claim_id"]), dtype=bool)
     for name in REQUIRED_COLUMNS:
-        if text[name].null_count:
+        if name in text and text[name].null_count:
             passes &= text[name].is_valid().to_numpy(zero_copy_only=False)
     passes &= (
         typed.whole_numbers(given_typed["line_number"]).notna().to_numpy()

@@ -19,7 +19,7 @@ import hashlib
 import io
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +30,14 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from pa_batch.core.arrow_text import MAY_TRIM, may_need_trimming, offsets_and_bytes
+from pa_batch.core.arrow_text import (
+    MAY_TRIM,
+    TextCells,
+    is_typed_text_kind,
+    may_need_trimming,
+    offsets_and_bytes,
+    typed_as_text,
+)
 from pa_batch.core.batch import Batch, malformed_frame
 from pa_batch.errors import RunError, os_error_category
 from pa_batch.io.formats import CSV, PARQUET
@@ -303,7 +310,10 @@ def _parquet_claim_records(extract: Extract, claim_id: str) -> list[tuple[int, d
     first_row = 0
     for group in range(file.num_row_groups):
         ids = file.read_row_group(group, columns=[names[id_position]]).column(0)
-        if _holds_claim(_as_text(ids.combine_chunks(), label, "claim_id"), claim_id) is not None:
+        if (
+            _holds_claim(_column_text(ids.combine_chunks(), label, "claim_id"), claim_id)
+            is not None
+        ):
             # the group holds the claim: read whole, a batch at a time, keeping its rows only
             row = first_row
             for batch in file.iter_batches(
@@ -311,10 +321,7 @@ def _parquet_claim_records(extract: Extract, claim_id: str) -> list[tuple[int, d
                 row_groups=[group],
                 columns=[names[p] for p in extract.known],
             ):
-                raw = {
-                    extract.known[p]: _as_text(batch.column(names[p]), label, extract.known[p])
-                    for p in extract.known
-                }
+                raw = _as_cells(batch, extract)
                 matches = _holds_claim(raw["claim_id"], claim_id)
                 for position in [] if matches is None else np.flatnonzero(matches):
                     found.append((row + int(position) + 1, _cells(raw, int(position))))
@@ -335,7 +342,7 @@ def _holds_claim(ids: pa.Array, claim_id: str) -> np.ndarray | None:
     return matches.to_numpy(zero_copy_only=False) if pc.any(matches).as_py() else None
 
 
-def _cells(raw: dict[str, pa.Array], position: int) -> dict[str, str | None]:
+def _cells(raw: Mapping[str, pa.Array], position: int) -> dict[str, str | None]:
     """One record's contract columns as given; None where empty or not in the file."""
     cells: dict[str, str | None] = {}
     for name in INPUT_COLUMNS:
@@ -650,7 +657,7 @@ def _row_group_ends(path: Path, metadata: pq.FileMetaData) -> list[int]:
 
 
 def _parquet_batches(extract: Extract, batch_rows: int, stream: io.RawIOBase) -> Iterator[Batch]:
-    source, names = extract.source, extract.header
+    names = extract.header
     # pre_buffer off: with it, iter_batches keeps every row group it has read cached until
     # the file is done (RSS grew by the file's compressed size); each column chunk is read
     # as it is decoded instead
@@ -660,12 +667,7 @@ def _parquet_batches(extract: Extract, batch_rows: int, stream: io.RawIOBase) ->
         batch_size=batch_rows, columns=[names[i] for i in extract.known]
     ):
         n = record_batch.num_rows
-        raw = {
-            extract.known[position]: _as_text(
-                record_batch.column(names[position]), source.label, extract.known[position]
-            )
-            for position in extract.known
-        }
+        raw = _as_cells(record_batch, extract)
         source_rows = np.arange(read_so_far + 1, read_so_far + n + 1, dtype=np.int64)
         read_so_far += n
         yield Batch(None, source_rows, raw=raw, typed=_typed(record_batch, extract))
@@ -696,11 +698,7 @@ def _ascii_only(column: pa.Array) -> bool:
 
 
 def _as_text(column: pa.Array, label: str, name: str) -> pa.Array:
-    """A typed Parquet column as the text a CSV would carry, so both decide alike.
-
-    ``name`` is the contract column. An integer NDC is left-padded with zeros to 11 digits:
-    a number can only have come from the 11-digit form, its leading zeros lost.
-    """
+    """A Parquet text column as text, checked for UTF-8 here, as it is read."""
     kind = column.type
     if pa.types.is_dictionary(kind):
         return _as_text(column.dictionary_decode(), label, name)
@@ -711,24 +709,35 @@ def _as_text(column: pa.Array, label: str, name: str) -> pa.Array:
             except pa.ArrowInvalid:
                 raise RunError("text is not valid UTF-8", file=label, column=name) from None
         return column.cast(pa.string())
-    if pa.types.is_timestamp(kind) or pa.types.is_date(kind):
-        # a timestamp's calendar date is its date of service
-        return column.cast(pa.date32()).cast(pa.string())
-    if pa.types.is_integer(kind) and name == "ndc":
-        digits = column.cast(pa.string())
-        non_negative = pc.fill_null(pc.greater_equal(column, 0), False)
-        return pc.if_else(non_negative, pc.utf8_lpad(digits, 11, "0"), digits)
     if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
         try:
             return column.cast(pa.string())
         except pa.ArrowInvalid:
             raise RunError("text is not valid UTF-8", file=label, column=name) from None
-    if (
-        pa.types.is_integer(kind)
-        or pa.types.is_floating(kind)
-        or pa.types.is_decimal(kind)
-        or pa.types.is_boolean(kind)
-        or pa.types.is_null(kind)
-    ):
-        return column.cast(pa.string())
     raise RunError(f"unsupported Parquet column type {kind}", file=label, column=name)
+
+
+def _column_text(column: pa.Array, label: str, name: str) -> pa.Array:
+    """Any supported Parquet column as the text a CSV would carry."""
+    if pa.types.is_dictionary(column.type) and is_typed_text_kind(column.type.value_type):
+        column = column.dictionary_decode()
+    return (
+        typed_as_text(column, name)
+        if is_typed_text_kind(column.type)
+        else _as_text(column, label, name)
+    )
+
+
+def _as_cells(record_batch: pa.RecordBatch, extract: Extract) -> TextCells:
+    """A batch's contract columns: text checked now, typed columns kept as read (turned into
+    text only for the records that need it: ``TextCells``)."""
+    text, typed = {}, {}
+    for position, name in extract.known.items():
+        column = record_batch.column(extract.header[position])
+        if pa.types.is_dictionary(column.type) and is_typed_text_kind(column.type.value_type):
+            column = column.dictionary_decode()
+        if is_typed_text_kind(column.type):
+            typed[name] = column
+        else:
+            text[name] = _as_text(column, extract.source.label, name)
+    return TextCells(text, typed)

@@ -5,9 +5,11 @@ order; everything that spans batches (duplicate keys, counts, record numbers, th
 stays with the pipeline, so the outputs are the same bytes whichever engine ran.
 
 - ``local``: in this process, the next batch read by a thread meanwhile (Arrow decodes and
-  parses without holding the GIL). Each batch is checked and scoped as it comes
-  (``batch.scope_batch``); the powder lines of consecutive batches are decided together
-  (``batch.decide_scoped``) once there are enough of them to be worth a decision.
+  parses without holding the GIL). Each batch is screened as it comes
+  (``batch.screen_batch``: the records certainly valid and out of scope only counted); what
+  the screen leaves of consecutive batches is checked and scoped together
+  (``batch.scope_screened``), and their powder lines decided together
+  (``batch.decide_scoped``), each once there are enough records to be worth it.
 - ``dask``: on the workers of a Dask cluster, an existing one (``--scheduler ADDRESS``) or a
   local one. The client reads the inputs (so CSV record numbers stay exact and workers need
   no access to the files), sends each batch to a worker, and takes the decided batches back
@@ -29,9 +31,11 @@ from pa_batch.core.batch import (
     Batch,
     DecidedBatch,
     ScopedBatch,
+    ScreenedBatch,
     decide_batch,
     decide_scoped,
-    scope_batch,
+    scope_screened,
+    screen_batch,
 )
 from pa_batch.core.model import ReferenceData
 from pa_batch.errors import TRANSIENT, RunError
@@ -42,6 +46,10 @@ LOCAL = "local"
 # the local engine decides in-scope lines in groups of at least this many (or at once if a
 # batch has as many), and holds no more rejects than this while a group fills
 GROUP_LINES = 1 << 15
+# and checks and scopes the records its screen leaves (core/screen.py) in groups of at least
+# this many: a nightly mix leaves about 1% of each batch, and the full path's fixed cost is
+# that of thousands of records
+SCREENED_ROWS = 1 << 15
 DASK = "dask"
 # A local cluster's dashboard on a port the system picks, on loopback only: a fixed port
 # (distributed's default 8787) is often taken by a notebook or another run, and distributed
@@ -70,17 +78,12 @@ class LocalEngine(AbstractContextManager):
     def decide(
         self, batches: Iterable[Batch], source_file: str, on_read: OnRead = None
     ) -> Iterator[DecidedBatch]:
-        """Scope each batch as it comes (``on_read`` hears its record count); decide the
-        in-scope lines of consecutive batches together until there are ``GROUP_LINES`` of
-        them (a nightly mix has a few hundred powder lines a batch, and deciding them costs
-        about as much as deciding thousands). The outputs are the same bytes however
-        batches are grouped."""
+        """Screen and scope the batches as they come (``_scoped``); decide the in-scope lines
+        of consecutive batches together until there are ``GROUP_LINES`` of them (a nightly
+        mix has a few hundred powder lines a batch, and deciding them costs about as much as
+        deciding thousands). The outputs are the same bytes however batches are grouped."""
         group: list[ScopedBatch] = []
-        for batch in read_ahead(batches):
-            scoped = scope_batch(batch, source_file, self.reference)
-            del batch  # the records go before the next batch is read
-            if on_read:
-                on_read(scoped.rows_read)
+        for scoped in self._scoped(batches, source_file, on_read):
             if scoped.line_count >= GROUP_LINES and not group:
                 yield decide_scoped([scoped], source_file, self.reference)
                 continue
@@ -93,6 +96,25 @@ class LocalEngine(AbstractContextManager):
                 group = []
         if group:
             yield decide_scoped(group, source_file, self.reference)
+
+    def _scoped(
+        self, batches: Iterable[Batch], source_file: str, on_read: OnRead
+    ) -> Iterator[ScopedBatch]:
+        """Screen each batch as it comes (``on_read`` hears its record count); check and
+        scope what the screen leaves of consecutive batches together, once there are
+        ``SCREENED_ROWS`` such records."""
+        held: list[ScreenedBatch] = []
+        for batch in read_ahead(batches):
+            screened = screen_batch(batch, self.reference)
+            del batch  # the records go before the next batch is read
+            if on_read:
+                on_read(screened.rows_read)
+            held.append(screened)
+            if sum(s.rest.rows_read for s in held) >= SCREENED_ROWS:
+                yield scope_screened(held, source_file, self.reference)
+                held = []
+        if held:
+            yield scope_screened(held, source_file, self.reference)
 
 
 _DONE = object()
