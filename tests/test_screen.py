@@ -25,6 +25,13 @@ REFERENCE = load_reference(FIXTURES / "reference")  # lists NDC 51927-1004-00
 LISTED = "51927100400"
 
 
+@pytest.fixture(autouse=True)
+def screen_every_batch(monkeypatch):
+    """The screen stands aside for a batch of mostly powder lines (``WORTH_SCREENING``);
+    these tests make it screen every batch, so that every generated batch tests it."""
+    monkeypatch.setattr(screen, "WORTH_SCREENING", 0.0)
+
+
 def mostly(valid: list, invalid: list) -> st.SearchStrategy:
     """Valid cells most of the time: a record is then often valid in every column, the one
     case where the screen may take it out, so a wrong screen is found quickly."""
@@ -160,6 +167,22 @@ def test_the_screen_takes_out_exactly_the_valid_records_of_other_drugs():
     raw = {name: pa.array([r[i] for r, _ in rows], pa.string()) for i, name in enumerate(names)}
     got = screen.certainly_out_of_scope(raw, {}, REFERENCE)
     assert got.tolist() == [expected for _, expected in rows]
+
+
+def test_a_batch_of_mostly_powder_lines_is_left_to_the_full_path(monkeypatch):
+    monkeypatch.setattr(screen, "WORTH_SCREENING", 0.5)
+    names = ("claim_id", "line_number", "member_id", "service_date", "ndc", "drug_name")
+    other = ("C1", "1", "M1", "2024-05-01", "12345678901", "ASPIRIN")
+    powder = ("C2", "1", "M1", "2024-05-01", "12345678901", "BACLOFEN POWDER")
+
+    def screened(rows):
+        raw = {name: pa.array([r[i] for r in rows], pa.string()) for i, name in enumerate(names)}
+        got = screen.certainly_out_of_scope(raw, {}, REFERENCE)
+        return None if got is None else got.tolist()
+
+    assert screened([other, other, powder]) == [True, True, False]  # 2 of 3 may be screened
+    assert screened([other, powder, powder]) is None  # 1 of 3: not worth it
+    assert screened([]) is None
 
 
 def test_every_spelling_of_a_listed_ndc_is_known_to_the_screen():

@@ -41,21 +41,33 @@ NDC_FORMS = (
 )
 
 
+# the share of a batch's records that must be candidates (other drugs, a valid NDC form) for
+# the screen to go on: below it the full path's saving does not pay for the screen (measured:
+# the screen costs about half the full path a record)
+WORTH_SCREENING = 0.5
+
+
 def certainly_out_of_scope(
     raw: Mapping[str, pa.Array], given_typed: Mapping[str, pa.Array], reference: ReferenceData
 ) -> np.ndarray | None:
     """True for each record the full path would find valid and out of scope; None when no
-    record can be screened (a required column absent: every record fails on it)."""
+    record can be screened (a required column absent: every record fails on it) or too few
+    to be worth it (``WORTH_SCREENING``)."""
     if any(name not in raw for name in REQUIRED_COLUMNS):
+        return None
+    # scope first: where most records are baclofen powder lines (an all-powder extract), the
+    # full path checks them anyway and the screen would only add its own cost
+    ndc = trimmed(raw["ndc"])
+    passes = _true(pc.match_substring_regex(ndc, NDC_FORMS))
+    if reference.product_ndcs:
+        passes &= ~_true(pc.is_in(ndc, value_set=listed_spellings(reference.product_ndcs)))
+    if "drug_name" in raw:
+        passes &= ~_on_distinct(trimmed(raw["drug_name"]), normalize.names_baclofen_powder)
+    if not passes.any() or passes.mean() < WORTH_SCREENING:
         return None
     # a typed line number or service date is checked as itself (a null fails there), never
     # turned into text for this: most records of a nightly mix never are
-    text = {
-        name: trimmed(raw[name])
-        for name in (*REQUIRED_COLUMNS, "drug_name")
-        if name in raw and name not in given_typed
-    }
-    passes = np.ones(len(text["claim_id"]), dtype=bool)
+    text = {name: trimmed(raw[name]) for name in REQUIRED_COLUMNS if name not in given_typed}
     for name in REQUIRED_COLUMNS:
         if name in text and text[name].null_count:
             passes &= text[name].is_valid().to_numpy(zero_copy_only=False)
@@ -69,12 +81,6 @@ def certainly_out_of_scope(
         if "service_date" in given_typed
         else _on_distinct(text["service_date"], normalize.dates)
     )
-    ndc = text["ndc"]
-    passes &= _true(pc.match_substring_regex(ndc, NDC_FORMS))
-    if reference.product_ndcs:
-        passes &= ~_true(pc.is_in(ndc, value_set=listed_spellings(reference.product_ndcs)))
-    if "drug_name" in text:
-        passes &= ~_on_distinct(text["drug_name"], normalize.names_baclofen_powder)
     return passes
 
 
