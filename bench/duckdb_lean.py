@@ -16,16 +16,7 @@ import sys
 from pathlib import Path
 
 import duckdb
-
-SPASTICITY = ["R252", "G35", "G800", "G801", "G802", "G811", "G822", "G825", "G114", "G041", "G95",
-              "S141", "S241", "S341"]  # fmt: skip
-PRODUCTS = ["51927100400"]
-
-
-def _source(extract: Path) -> str:
-    if extract.suffix == ".parquet":
-        return f"read_parquet('{extract}')"
-    return f"read_csv('{extract}', all_varchar = true, header = true)"
+from duckdb_peer import PRODUCTS, SPASTICITY, source_sql  # the same lists, read alike
 
 
 def run(extract: Path, out: Path) -> None:
@@ -40,7 +31,7 @@ def run(extract: Path, out: Path) -> None:
                 TRY_CAST(strength AS DOUBLE) AS amount,
                 lower(replace(strength_unit, ' ', '')) AS unit,
                 upper(replace(coalesce(diagnosis_codes, ''), '.', '')) AS dx
-            FROM {_source(extract)}
+            FROM {source_sql(extract)}
             WHERE replace(CAST(ndc AS VARCHAR), '-', '') IN ({products})
                OR (lower(drug_name) LIKE '%baclofen%'
                    AND (lower(drug_name) LIKE '%powder%' OR lower(drug_name) LIKE '%bulk%'))

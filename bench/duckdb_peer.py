@@ -49,7 +49,7 @@ def billable_codes() -> list[str]:
     return sorted(icd10cm.billable_codes())
 
 
-def _source(extract: Path) -> str:
+def source_sql(extract: Path) -> str:
     if extract.suffix == ".parquet":
         return f"read_parquet('{extract}')"
     return f"read_csv('{extract}', all_varchar = true, header = true)"
@@ -81,7 +81,7 @@ def run(extract: Path, out: Path) -> None:
     con.execute(f"""
         CREATE TEMP TABLE records AS
         WITH src AS (
-            SELECT row_number() OVER () AS source_row, {columns} FROM {_source(extract)}
+            SELECT row_number() OVER () AS source_row, {columns} FROM {source_sql(extract)}
         ), typed AS (
             SELECT *,
                 CASE WHEN regexp_full_match(line_number, '\\+?[0-9]{{1,18}}(\\.0*)?')

@@ -43,10 +43,6 @@ class TextCells(Mapping[str, pa.Array]):
     def __len__(self) -> int:
         return len(self._names)
 
-    def is_text(self, name: str) -> bool:
-        """True if ``name`` is held as text (asking for it costs nothing)."""
-        return name in self._text
-
     def take(self, at: pa.Array) -> TextCells:
         """The cells at positions ``at``, typed columns still as read."""
         return TextCells(

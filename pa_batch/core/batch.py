@@ -310,11 +310,7 @@ def decide_scoped(
         # a batch without lines adds none (the last batch of a CSV may hold only
         # malformed records, and no columns)
         parts = [s.compact() for s in scoped if s.line_count] or [scoped[0].compact()]
-        batch = Batch(
-            pd.concat([p.lines.records for p in parts], ignore_index=True),
-            np.concatenate([p.lines.source_rows for p in parts]),
-            raw=TextCells.concat([p.lines.raw for p in parts]),
-        )
+        batch = Batch.concat([p.lines for p in parts])
         parsed = pd.concat([p.parsed for p in parts], ignore_index=True)
         in_scope_by = pd.concat([p.in_scope_by for p in parts], ignore_index=True)
         in_scope = np.arange(len(batch.records))

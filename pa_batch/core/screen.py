@@ -67,7 +67,11 @@ def certainly_out_of_scope(
         return None
     # a typed line number or service date is checked as itself (a null fails there), never
     # turned into text for this: most records of a nightly mix never are
-    text = {name: trimmed(raw[name]) for name in REQUIRED_COLUMNS if name not in given_typed}
+    text = {
+        name: ndc if name == "ndc" else trimmed(raw[name])
+        for name in REQUIRED_COLUMNS
+        if name not in given_typed
+    }
     for name in REQUIRED_COLUMNS:
         if name in text and text[name].null_count:
             passes &= text[name].is_valid().to_numpy(zero_copy_only=False)

@@ -717,10 +717,16 @@ def _as_text(column: pa.Array, label: str, name: str) -> pa.Array:
     raise RunError(f"unsupported Parquet column type {kind}", file=label, column=name)
 
 
+def _as_read(column: pa.Array) -> pa.Array:
+    """A Parquet column as held: a dictionary of typed values decoded into those values."""
+    if pa.types.is_dictionary(column.type) and is_typed_text_kind(column.type.value_type):
+        return column.dictionary_decode()
+    return column
+
+
 def _column_text(column: pa.Array, label: str, name: str) -> pa.Array:
     """Any supported Parquet column as the text a CSV would carry."""
-    if pa.types.is_dictionary(column.type) and is_typed_text_kind(column.type.value_type):
-        column = column.dictionary_decode()
+    column = _as_read(column)
     return (
         typed_as_text(column, name)
         if is_typed_text_kind(column.type)
@@ -733,9 +739,7 @@ def _as_cells(record_batch: pa.RecordBatch, extract: Extract) -> TextCells:
     text only for the records that need it: ``TextCells``)."""
     text, typed = {}, {}
     for position, name in extract.known.items():
-        column = record_batch.column(extract.header[position])
-        if pa.types.is_dictionary(column.type) and is_typed_text_kind(column.type.value_type):
-            column = column.dictionary_decode()
+        column = _as_read(record_batch.column(extract.header[position]))
         if is_typed_text_kind(column.type):
             typed[name] = column
         else:
