@@ -30,7 +30,7 @@ test-floors:
 	$(PYTHON) -m venv $(FLOORS)
 	$(FLOORS)/bin/python -m pip install --quiet --upgrade pip
 	$(FLOORS)/bin/python -m pip install --quiet . $$($(PYTHON) tools/floors.py) pytest \
-		pytest-xdist hypothesis markdown-it-py duckdb simple-icd-10-cm==1.5.0
+		pytest-xdist hypothesis markdown-it-py "moto[server]" duckdb simple-icd-10-cm==1.5.0
 	$(FLOORS)/bin/python -m pip list 2>/dev/null | grep -iE '^(numpy|pandas|pandera|pyarrow|typer|rich|jinja2) '
 	$(FLOORS)/bin/pytest -n auto -p no:cacheprovider \
 		-m "not slow and not dask and not browser and not subprocess"

@@ -41,6 +41,7 @@ from pa_batch.io.commit import (
 )
 from pa_batch.io.formats import CSV, PARQUET
 from pa_batch.io.inputs import DEFAULT_BATCH_ROWS, expand_inputs, sha256_of_path
+from pa_batch.io.storage import Location, locate
 from pa_batch.policy.definition import load_policy
 from pa_batch.policy.reference import load_reference
 from pa_batch.runner.engines import DASK, LOCAL, scheduler_address_problem
@@ -57,7 +58,7 @@ MAX_BATCH_ROWS = 1 << 30
 # the options that change what a run commits: a retry with the same id must give them again
 _DECIDING_OPTIONS = ("format", "max_reject_rate", "encoding")
 
-PathLike = str | Path
+PathLike = str | Path  # a local path, or a URL (s3://, gs://, abfs://, file://)
 FRAME = "<frame>"  # decide_frame's source_file
 
 
@@ -68,7 +69,7 @@ class RunResult:
     status: str  # "committed" | "committed_over_threshold"
     exit_code: int  # 0 | 3
     run_id: str
-    run_dir: Path  # DIR/.pa-batch/runs/<name>: the run's own files
+    run_dir: Location  # DIR/.pa-batch/runs/<name>: the run's own files
     summary: dict  # summary.json
     warnings: list[str] = field(default_factory=list)  # after the commit; the run stands
     already_committed: bool = False  # a retry of a committed run: nothing was written
@@ -108,8 +109,8 @@ def run(
     nothing and returns that run (``already_committed``); with other inputs, it fails.
     ``client``: a connected ``distributed.Client`` for ``engine="dask"``.
     """
-    paths = [Path(inputs)] if isinstance(inputs, str | Path) else [Path(p) for p in inputs]
-    out_dir = Path(out)
+    paths = [locate(inputs)] if isinstance(inputs, str | Path) else [locate(p) for p in inputs]
+    out_dir = locate(out)
     _check_arguments(
         run_id, output_format, engine, scheduler, client, max_reject_rate, batch_rows, keep_runs
     )
@@ -119,7 +120,7 @@ def run(
         inputs=paths,
         out_dir=out_dir,
         output_format=output_format,
-        reference_dir=Path(reference_dir) if reference_dir is not None else None,
+        reference_dir=locate(reference_dir) if reference_dir is not None else None,
         max_reject_rate=max_reject_rate,
         encoding=encoding,
         batch_rows=batch_rows or DEFAULT_BATCH_ROWS,
@@ -127,7 +128,7 @@ def run(
         engine=engine,
         scheduler=scheduler,
         keep_runs=keep_runs,
-        policy=Path(policy) if policy is not None else None,
+        policy=locate(policy) if policy is not None else None,
     )
     try:
         earlier = _committed_run(out_dir, run_id)
@@ -197,7 +198,7 @@ def _check_arguments(
             raise RunError(f"invalid {name}: {problem}", category=INPUT)
 
 
-def _committed_run(out_dir: Path, run_id: str) -> Path | None:
+def _committed_run(out_dir: Location, run_id: str) -> Location | None:
     """The run directory of ``run_id`` if it is committed in ``out_dir``'s history."""
     candidate = out_dir / CONTROL_DIR / "runs" / run_dir_name(run_id)
     if candidate.is_dir() and candidate in committed_runs(out_dir / CONTROL_DIR):
@@ -205,7 +206,7 @@ def _committed_run(out_dir: Path, run_id: str) -> Path | None:
     return None
 
 
-def _retry_of_committed(run_dir: Path, options: RunOptions, events: Events) -> RunResult:
+def _retry_of_committed(run_dir: Location, options: RunOptions, events: Events) -> RunResult:
     """A retry of a committed run: the same inputs, options, policy and reference data
     (compared by SHA-256) return it, writing nothing; anything else fails naming the id."""
     summary = read_summary(run_dir)
@@ -300,7 +301,7 @@ def _finished(
     status: str,
     code: int,
     counts: dict,
-    summary_path: Path,
+    summary_path: Location,
     record: bool = True,
 ) -> None:
     if record:
@@ -343,8 +344,8 @@ def decide_frame(
         options = RunOptions(
             inputs=[extract],
             out_dir=Path(scratch) / "out",
-            reference_dir=Path(reference_dir) if reference_dir is not None else None,
-            policy=Path(policy) if policy is not None else None,
+            reference_dir=locate(reference_dir) if reference_dir is not None else None,
+            policy=locate(policy) if policy is not None else None,
             keep_runs=1,
         )
         run_pipeline(options)
@@ -362,21 +363,21 @@ def decide_frame(
 def explain(run: PathLike, claim_id: str, line: int | None = None, *, runs_in=None) -> dict:
     """Why each line of ``claim_id`` got its outcome in ``run`` (an output directory, a run's
     directory, or a run id with ``runs_in``), criterion by criterion."""
-    base = Path(runs_in) if runs_in is not None else None
+    base = locate(runs_in) if runs_in is not None else None
     return explain_run(resolve_run(str(run), base), claim_id, line)
 
 
 def diff(old: PathLike, new: PathLike, *, runs_in=None) -> pd.DataFrame:
     """Every line whose decision, reasons or approval window differ between two committed
     runs, or that only one decided."""
-    base = Path(runs_in) if runs_in is not None else None
+    base = locate(runs_in) if runs_in is not None else None
     old_run, new_run = resolve_run(str(old), base), resolve_run(str(new), base)
     return diff_frame(old_run, new_run)
 
 
 def runs(out: PathLike) -> list[dict]:
     """``out``'s committed and failed runs, newest first."""
-    return [asdict(entry) for entry in list_runs(Path(out))]
+    return [asdict(entry) for entry in list_runs(locate(out))]
 
 
 __all__ = ["RunError", "RunResult", "decide_frame", "diff", "explain", "run", "runs"]

@@ -133,17 +133,17 @@ def _root(
 )
 def run(
     inputs: Annotated[
-        list[Path],
+        list[str],
         typer.Argument(
             metavar="INPUT",
             help="Claim extracts, in order: .csv, .csv.gz (UTF-8 unless --encoding) or "
             ".parquet files; directories (their extracts in name order); quoted glob patterns "
-            "('claims/2024-*.parquet').",
+            "('claims/2024-*.parquet'). Local paths or URLs (s3://, gs://, abfs://).",
             show_default=False,
         ),
     ],
     out: Annotated[
-        Path,
+        str,
         typer.Option("--out", help="Output directory (created if absent).", envvar=_env("OUT")),
     ],
     output_format: Annotated[
@@ -151,7 +151,7 @@ def run(
         typer.Option("--format", help="Format of results and rejects.", envvar=_env("FORMAT")),
     ] = OutputFormat.parquet,
     reference_dir: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
             "--reference-dir",
             help="CSV files overriding the shipped reference data.",
@@ -219,7 +219,7 @@ def run(
         ),
     ] = None,
     policy: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
             "--policy",
             help="A policy definition (TOML) replacing the shipped one: versions by service date.",
@@ -245,6 +245,10 @@ def run(
     from pa_batch.runner.runlog import RunLog
 
     _check_encoding(encoding)
+    located_inputs = [_located(value, "INPUT") for value in inputs]
+    out_dir = _located(out, "--out")
+    located_reference = _located(reference_dir, "--reference-dir") if reference_dir else None
+    located_policy = _located(policy, "--policy") if policy else None
     if run_id is not None and (problem := run_id_problem(run_id)):
         raise typer.BadParameter(problem, param_hint="--run-id")
     if scheduler and engine != Engine.dask:
@@ -255,10 +259,10 @@ def run(
     log = RunLog(log_format.value)
     try:
         result = api.run(
-            inputs,
-            out,
-            reference_dir=reference_dir,
-            policy=policy,
+            located_inputs,
+            out_dir,
+            reference_dir=located_reference,
+            policy=located_policy,
             run_id=run_id,
             output_format=output_format.value,
             engine=engine.value,
@@ -284,9 +288,7 @@ def run(
 
 @app.command("runs")
 def runs_command(
-    out: Annotated[
-        Path, typer.Argument(metavar="DIR", help="An output directory of pa-batch run.")
-    ],
+    out: Annotated[str, typer.Argument(metavar="DIR", help="An output directory of pa-batch run.")],
     as_json: Annotated[
         bool, typer.Option("--json", help="A JSON list, newest first, for schedulers.")
     ] = False,
@@ -295,7 +297,7 @@ def runs_command(
     from pa_batch.audit.history import list_runs, runs_table
 
     with _one_line_on_failure():
-        runs = list_runs(out)
+        runs = list_runs(_located(out, "DIR"))
     if as_json:
         typer.echo(json.dumps([asdict(entry) for entry in runs], indent=2))
     else:
@@ -306,9 +308,11 @@ def runs_command(
 def diff_command(
     old: Annotated[str, typer.Argument(metavar="OLD", help="An output directory, run dir or id.")],
     new: Annotated[str, typer.Argument(metavar="NEW", help="An output directory, run dir or id.")],
-    out: Annotated[Path, typer.Option("--out", help="The differing lines, as .csv or .parquet.")],
+    out: Annotated[
+        str, typer.Option("--out", help="The differing lines, as a local .csv or .parquet.")
+    ],
     runs_in: Annotated[
-        Path | None,
+        str | None,
         typer.Option("--in", help="The output directory whose history holds OLD and NEW ids."),
     ] = None,
     as_json: Annotated[
@@ -325,17 +329,20 @@ def diff_command(
     from pa_batch.audit.diff import write_diff
     from pa_batch.audit.history import refuse_history_path, resolve_run
 
-    def base_for(other: str) -> Path | None:
+    def base_for(other: str):
         if runs_in is not None:
-            return runs_in
-        other_path = Path(other)
+            return _located(runs_in, "--in")
+        other_path = _located(other, "OLD/NEW")
         return other_path if (other_path / ".pa-batch").is_dir() else None
 
+    out_file = _located(out, "--out")
+    if not isinstance(out_file, Path):
+        raise typer.BadParameter("the diff is written to a local file", param_hint="--out")
     with _one_line_on_failure():
-        refuse_history_path(out)
+        refuse_history_path(out_file)
         old_run = resolve_run(old, base_for(new))
         new_run = resolve_run(new, base_for(old))
-        lines, counted = write_diff(old_run, new_run, out)
+        lines, counted = write_diff(old_run, new_run, out_file)
     changes = sorted(counted.items())
     if as_json:
         document = {
@@ -368,7 +375,7 @@ def explain_command(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON document instead.")] = False,
     runs_in: Annotated[
-        Path | None,
+        str | None,
         typer.Option("--in", help="The output directory whose history holds RUN, a run id."),
     ] = None,
 ) -> None:
@@ -382,7 +389,8 @@ def explain_command(
     from pa_batch.audit.history import resolve_run
 
     with _one_line_on_failure():
-        explained = explain(resolve_run(run, runs_in), claim_id, line)
+        base = _located(runs_in, "--in") if runs_in is not None else None
+        explained = explain(resolve_run(run, base), claim_id, line)
     typer.echo(json.dumps(explained, indent=2) if as_json else render_text(explained))
 
 
@@ -429,6 +437,16 @@ def _one_line_on_failure() -> Iterator[None]:
     except Exception as error:  # a defect of ours: one line all the same; its text may quote data
         typer.echo(f"pa-batch: error: internal error ({type(error).__name__})", err=True)
         raise typer.Exit(EXIT_FAILED) from None
+
+
+def _located(value: str, hint: str):
+    """A path or URL as the run reads it; a URL it cannot use is a usage error."""
+    from pa_batch.io.storage import locate
+
+    try:
+        return locate(value)
+    except RunError as error:
+        raise typer.BadParameter(str(error), param_hint=hint) from None
 
 
 def _check_encoding(encoding: str) -> None:

@@ -7,10 +7,11 @@ for the session. Both must commit the same outcomes, byte for byte.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import FAST_PROFILE, HEADER, Run, held_port
+from helpers import FAST_PROFILE, HEADER, Run, S3Bucket, held_port
 from hypothesis import settings
 from typer.testing import CliRunner
 
@@ -44,6 +45,38 @@ def dask_scheduler():
         ) as cluster,
     ):
         yield cluster.scheduler_address
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A real S3 API server (moto's) on a free loopback port, for the session."""
+    import logging
+
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no request log on the console
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3(s3_endpoint, monkeypatch) -> S3Bucket:
+    """A new, empty bucket on the session's S3 server, reached through the standard AWS
+    variables (for this process and the processes it starts); its ``url(key)``, ``put``."""
+    for name, value in {
+        "AWS_ENDPOINT_URL": s3_endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    return S3Bucket.create()
 
 
 def _engine_args(name: str, request) -> list[str]:

@@ -115,6 +115,51 @@ def nothing_published(out: Path) -> bool:
     )
 
 
+class S3Bucket:
+    """A bucket of the test S3 server (the ``s3`` fixture): objects put from local files."""
+
+    _made = iter(range(10**9))
+
+    def __init__(self, name: str):
+        import boto3
+
+        self.name = name
+        self.client = boto3.client("s3")
+
+    @classmethod
+    def create(cls) -> S3Bucket:
+        import os
+
+        bucket = cls(f"claims-{os.getpid()}-{next(cls._made)}")
+        bucket.client.create_bucket(Bucket=bucket.name)
+        return bucket
+
+    def url(self, key: str = "") -> str:
+        return f"s3://{self.name}/{key}"
+
+    def put(self, key: str, source: Path | bytes) -> str:
+        """Put ``source`` (a file's bytes, or bytes) under ``key``; its URL."""
+        body = source.read_bytes() if isinstance(source, Path) else source
+        self.client.put_object(Bucket=self.name, Key=key, Body=body)
+        return self.url(key)
+
+    def put_tree(self, prefix: str, folder: Path) -> str:
+        """Every file directly in ``folder`` under ``prefix/``; the prefix's URL."""
+        for path in sorted(folder.iterdir()):
+            if path.is_file():
+                self.put(f"{prefix}/{path.name}", path)
+        return self.url(prefix)
+
+    def read(self, key: str) -> bytes:
+        return self.client.get_object(Bucket=self.name, Key=key)["Body"].read()
+
+    def keys(self, prefix: str = "") -> list[str]:
+        pages = self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.name, Prefix=prefix
+        )
+        return sorted(item["Key"] for page in pages for item in page.get("Contents", []))
+
+
 FAST_PROFILE = "fast"  # make test-fast: --hypothesis-profile=fast (registered in conftest.py)
 
 

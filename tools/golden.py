@@ -34,7 +34,7 @@ def main() -> None:
             [given.name], "out", reference_dir=reference, output_format="csv", run_id="golden"
         )
         os.chdir(ROOT)
-        return folder / result.run_dir
+        return folder / Path(str(result.run_dir))
 
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)

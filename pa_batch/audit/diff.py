@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
 import tempfile
 from collections import Counter
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ import pyarrow.parquet as pq
 
 from pa_batch.audit.history import reading_run
 from pa_batch.errors import RunError
+from pa_batch.io.storage import Location
 
 KEY = ["claim_id", "line_number"]
 COMPARED = ["decision", "reasons", "approval_start", "approval_end"]
@@ -51,7 +53,7 @@ BATCH_ROWS = 65_536
 _GUARD = r"^'([=+\-@\t\r\n'])"  # the CSV outputs' spreadsheet guard, undone
 
 
-def difference_batches(old_run: Path, new_run: Path) -> Iterator[pa.RecordBatch]:
+def difference_batches(old_run: Location, new_run: Location) -> Iterator[pa.RecordBatch]:
     """The differing lines of two committed runs (DIFF_SCHEMA), ordered by claim_id and
     line_number, a batch at a time."""
     import duckdb
@@ -60,7 +62,9 @@ def difference_batches(old_run: Path, new_run: Path) -> Iterator[pa.RecordBatch]
         connection = duckdb.connect(config={"memory_limit": MEMORY_LIMIT, "threads": 2})
         try:
             connection.execute(f"SET temp_directory = '{_quoted(scratch)}'")
-            query = _DIFF_SQL.format(old=_results_sql(old_run), new=_results_sql(new_run))
+            old_local = _local_run(old_run, Path(scratch) / "old")
+            new_local = _local_run(new_run, Path(scratch) / "new")
+            query = _DIFF_SQL.format(old=_results_sql(old_local), new=_results_sql(new_local))
             try:
                 relation = connection.sql(query)
                 # DuckDB 1.x names it fetch_arrow_reader, 2.x to_arrow_reader
@@ -75,6 +79,22 @@ def difference_batches(old_run: Path, new_run: Path) -> Iterator[pa.RecordBatch]
                 ) from None
         finally:
             connection.close()
+
+
+def _local_run(run_dir: Location, scratch: Path) -> Path:
+    """The run's own directory if it is local; a run on an object store has its results
+    file copied into ``scratch`` first (DuckDB reads local files; its own S3 extension would
+    be a download at run time), streamed, never held in memory."""
+    if isinstance(run_dir, Path):
+        return run_dir
+    scratch.mkdir()
+    with reading_run(run_dir):
+        for name in ("results.parquet", "results.csv"):
+            if (run_dir / name).exists():
+                with (run_dir / name).open("rb") as source, (scratch / name).open("wb") as copy:
+                    shutil.copyfileobj(source, copy, 1 << 24)
+                break
+    return scratch
 
 
 def _quoted(text: str) -> str:
@@ -163,7 +183,7 @@ ORDER BY claim_id, line_number
 """
 
 
-def diff_frame(old_run: Path, new_run: Path) -> pd.DataFrame:
+def diff_frame(old_run: Location, new_run: Location) -> pd.DataFrame:
     """Every differing line, in memory (the library's ``diff``)."""
     batches = list(difference_batches(old_run, new_run))
     table = pa.Table.from_batches(batches, schema=DIFF_SCHEMA)
@@ -176,7 +196,9 @@ def transitions(differences: pd.DataFrame) -> Counter[tuple[str, str]]:
     return Counter(zip(old, new, strict=True))
 
 
-def write_diff(old_run: Path, new_run: Path, path: Path) -> tuple[int, Counter[tuple[str, str]]]:
+def write_diff(
+    old_run: Location, new_run: Location, path: Path
+) -> tuple[int, Counter[tuple[str, str]]]:
     """Stream the differing lines into ``path`` (.csv or .parquet); their count and decision
     transitions."""
     from pa_batch.io.commit import FILE_MODE

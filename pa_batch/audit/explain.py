@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pandas as pd
 
@@ -29,6 +28,7 @@ from pa_batch.core.rules import (
     number_text,
 )
 from pa_batch.errors import RunError
+from pa_batch.io.storage import Location
 from pa_batch.policy.definition import load_policy
 from pa_batch.policy.reference import POLICY_ORIGIN, read_reference_rows
 
@@ -40,7 +40,7 @@ INPUT_AS_GIVEN = (
 )  # fmt: skip
 
 
-def explain(run_dir: Path, claim_id: str, line: int | None = None) -> dict:
+def explain(run_dir: Location, claim_id: str, line: int | None = None) -> dict:
     """Every line of ``claim_id`` in the run (or only line ``line``), explained."""
     with reading_run(run_dir):
         summary = read_summary(run_dir)
@@ -62,7 +62,7 @@ def explain(run_dir: Path, claim_id: str, line: int | None = None) -> dict:
 
 
 def _explain(
-    run_dir: Path,
+    run_dir: Location,
     summary: dict,
     results: pd.DataFrame,
     rejects: pd.DataFrame,
@@ -112,7 +112,7 @@ def _malformed(rejects: pd.DataFrame, claim_id: str) -> pd.DataFrame:
     return malformed[fields.map(lambda found: claim_id in found).astype(bool)]
 
 
-def _not_decided(run_dir: Path, search: Search, claim_id: str, line: int | None) -> list[dict]:
+def _not_decided(run_dir: Location, search: Search, claim_id: str, line: int | None) -> list[dict]:
     """A claim the run neither decided nor rejected: its records in the inputs (out of
     scope), or an error saying it is not in them, and how far that could be checked."""
     found = [
@@ -133,7 +133,7 @@ def _not_decided(run_dir: Path, search: Search, claim_id: str, line: int | None)
     )
 
 
-def _out_of_scope_line(record: FoundRecord, run_dir: Path) -> dict:
+def _out_of_scope_line(record: FoundRecord, run_dir: Location) -> dict:
     return {
         "outcome": "out_of_scope",
         "source": {"file": record.file, "row": record.row},
@@ -153,7 +153,7 @@ class _ReferenceRows:
     recorded, and read the way the loader reads it), or the policy definition's own list
     when the run took the list from there. Never another table."""
 
-    def __init__(self, run_dir: Path, policy: PolicyDefinition, summary: dict):
+    def __init__(self, run_dir: Location, policy: PolicyDefinition, summary: dict):
         self.run_dir = run_dir
         self.policy = policy
         recorded = summary.get("reference")

@@ -32,6 +32,7 @@ from pa_batch.io.commit import (
     failure_recorded_ns,
     run_dir_name,
 )
+from pa_batch.io.storage import Location, locate
 
 SUMMARY_JSON = "summary.json"
 DAMAGED = "damaged"
@@ -52,7 +53,7 @@ class RunEntry:
     error: str = ""  # a failed run's one-line error, or what is damaged
 
 
-def list_runs(out_dir: Path) -> list[RunEntry]:
+def list_runs(out_dir: Location) -> list[RunEntry]:
     """DIR's committed runs and failed runs, newest first; a run whose summary cannot be read
     is listed as damaged, never left out."""
     control = out_dir / CONTROL_DIR
@@ -65,12 +66,19 @@ def list_runs(out_dir: Path) -> list[RunEntry]:
             entries.append(_committed_entry(run_dir, run_dir.name == current_id, order))
         except RunError as error:
             entries.append(_damaged_entry(run_dir, run_dir.name == current_id, order, error))
-    for record_path in (control / "failures").glob("*.json"):
+    for record_path in _failure_records(control / "failures"):
         entries.append(_failure_entry(record_path))
     return sorted(entries, key=lambda e: e.recorded_ns, reverse=True)
 
 
-def _committed_entry(run_dir: Path, current: bool, order: int) -> RunEntry:
+def _failure_records(failures: Location) -> list[Location]:
+    if not failures.is_dir():
+        return []
+    return [entry for entry in failures.iterdir() if entry.name.endswith(".json")
+            and not entry.name.startswith(".")]  # fmt: skip
+
+
+def _committed_entry(run_dir: Location, current: bool, order: int) -> RunEntry:
     summary = read_summary(run_dir)
     try:
         run, counts = summary["run"], summary["counts"]
@@ -89,7 +97,7 @@ def _committed_entry(run_dir: Path, current: bool, order: int) -> RunEntry:
         raise _damaged(run_dir / SUMMARY_JSON, "not the shape pa-batch writes") from None
 
 
-def _damaged_entry(run_dir: Path, current: bool, order: int, error: RunError) -> RunEntry:
+def _damaged_entry(run_dir: Location, current: bool, order: int, error: RunError) -> RunEntry:
     return RunEntry(
         id=run_dir.name,
         finished_at="",
@@ -100,7 +108,7 @@ def _damaged_entry(run_dir: Path, current: bool, order: int, error: RunError) ->
     )
 
 
-def _recorded_ns(run_dir: Path, order: int) -> int:
+def _recorded_ns(run_dir: Location, order: int) -> int:
     """When the run was committed, as its mark records it (a current run not yet marked:
     after every other)."""
     try:
@@ -110,7 +118,7 @@ def _recorded_ns(run_dir: Path, order: int) -> int:
     return 1 << 62 | order if at is None else at
 
 
-def _failure_entry(record_path: Path) -> RunEntry:
+def _failure_entry(record_path: Location) -> RunEntry:
     try:
         record = json.loads(record_path.read_text(encoding="utf-8"))
         if not isinstance(record, dict):
@@ -161,11 +169,11 @@ def runs_table(entries: list[RunEntry]) -> str:
     return "\n".join(lines)
 
 
-def _is_run_directory(path: Path) -> bool:
+def _is_run_directory(path: Location) -> bool:
     return path.is_dir() and ((path / CONTROL_DIR).is_dir() or (path / SUMMARY_JSON).exists())
 
 
-def _history_run(argument: str, base: Path) -> Path | None:
+def _history_run(argument: str, base: Location) -> Location | None:
     """The committed run ``argument`` names by id in ``base``'s history, or None."""
     if not argument:
         return None
@@ -175,14 +183,14 @@ def _history_run(argument: str, base: Path) -> Path | None:
     return None
 
 
-def resolve_run(argument: str, base: Path | None = None) -> Path:
+def resolve_run(argument: str, base: Location | None = None) -> Location:
     """The run directory an argument names: an output directory (its current run), a run's
     own directory (DIR/.pa-batch/runs/<id>), or a run id kept in ``base``'s history.
 
     With a history to look in, an id is looked up there first; an argument that names both
     a run there and a pa-batch directory here is refused as ambiguous.
     """
-    path = Path(argument)
+    path = locate(argument)
     if base is not None:
         by_id = _history_run(argument, base)
         if by_id is not None:
@@ -192,19 +200,39 @@ def resolve_run(argument: str, base: Path | None = None) -> Path:
                     "for the directory, or the run's own directory for the run",
                     file=argument,
                 )
-            return by_id.resolve()
+            return _resolved(by_id)
     if path.is_dir():
-        current = path / CONTROL_DIR / "current"
-        if current.is_symlink() and (current / SUMMARY_JSON).exists():
-            return current.resolve()  # the run's own directory: its kept copies too
+        current = _current_run(path)
+        if current is not None:
+            return current  # the run's own directory: its kept copies too
         if (path / SUMMARY_JSON).exists():
-            return path.resolve()
+            return _resolved(path)
         if (path / CONTROL_DIR).is_dir():
             raise RunError("the output directory has no committed run", file=argument)
         raise RunError("not a pa-batch output directory (no summary.json)", file=argument)
     if base is not None:
         raise RunError(f"no committed run with this id in {base}", file=argument)
     raise RunError("no such output directory or run", file=argument)
+
+
+def _resolved(run_dir: Location) -> Location:
+    return run_dir.resolve() if isinstance(run_dir, Path) else run_dir
+
+
+def _current_run(out_dir: Location) -> Location | None:
+    """The run directory DIR's ``current`` names (a link; on a store, the pointer), if its
+    summary is there."""
+    control = out_dir / CONTROL_DIR
+    if isinstance(control, Path):
+        current: Location = control / "current"
+        if not current.is_symlink():
+            return None
+    else:
+        name = current_run_name(control)
+        if name is None:
+            return None
+        current = control / "runs" / name
+    return _resolved(current) if (current / SUMMARY_JSON).exists() else None
 
 
 def refuse_history_path(path: Path, option: str = "--out") -> None:
@@ -230,11 +258,11 @@ def refuse_history_path(path: Path, option: str = "--out") -> None:
             )
 
 
-def _damaged(path: Path, problem: str) -> RunError:
+def _damaged(path: Location, problem: str) -> RunError:
     return RunError(f"damaged: {problem}", file=str(path))
 
 
-def read_summary(run_dir: Path) -> dict:
+def read_summary(run_dir: Location) -> dict:
     """A committed run's summary.json, checked to be a JSON object naming the run."""
     path = run_dir / SUMMARY_JSON
     with reading_run(run_dir):
@@ -248,7 +276,7 @@ def read_summary(run_dir: Path) -> dict:
 
 
 @contextmanager
-def reading_run(run_dir: Path) -> Iterator[None]:
+def reading_run(run_dir: Location) -> Iterator[None]:
     """Reading a committed run's files: a run retired meanwhile (--keep-runs of a run that
     committed since), or a file that cannot be read, fails in one line."""
     retired = RunError(
@@ -272,7 +300,7 @@ def reading_run(run_dir: Path) -> Iterator[None]:
         ) from None
 
 
-def read_claim_rows(run_dir: Path, name: str, claim_id: str) -> pd.DataFrame:
+def read_claim_rows(run_dir: Location, name: str, claim_id: str) -> pd.DataFrame:
     """The rows of a committed run's ``results`` or ``rejects`` whose claim_id is
     ``claim_id`` — and, for a malformed record, whose value contains it — as
     ``read_run_table`` would give them, read a row group or block at a time: memory follows
@@ -308,8 +336,8 @@ def _claim_mask(keys: pa.Table, claim_id: str, written: str | None = None) -> pa
     return pc.fill_null(mask, False)
 
 
-def _parquet_claim_rows(path: Path, claim_id: str) -> pa.Table:
-    file = pq.ParquetFile(path)
+def _parquet_claim_rows(path: Location, claim_id: str) -> pa.Table:
+    file = pq.ParquetFile(_arrow_source(path))
     names = file.schema_arrow.names
     keys = ["claim_id", *(["value"] if "value" in names else [])]
     position = names.index("claim_id")
@@ -338,12 +366,14 @@ def _excluded(group: pq.RowGroupMetaData, position: int, claim_id: str) -> bool:
     return claim_id < low or claim_id > high
 
 
-def _csv_claim_rows(path: Path, claim_id: str) -> pa.Table:
-    header = pa_csv.open_csv(path, read_options=pa_csv.ReadOptions(block_size=1 << 16))
+def _csv_claim_rows(path: Location, claim_id: str) -> pa.Table:
+    header = pa_csv.open_csv(
+        _arrow_source(path), read_options=pa_csv.ReadOptions(block_size=1 << 16)
+    )
     as_text = {field.name: pa.string() for field in header.schema}
     header.close()
     reader = pa_csv.open_csv(
-        path,
+        _arrow_source(path),
         read_options=pa_csv.ReadOptions(block_size=1 << 22, use_threads=False),
         convert_options=pa_csv.ConvertOptions(
             column_types=as_text, strings_can_be_null=False, quoted_strings_can_be_null=False
@@ -367,7 +397,13 @@ def _csv_claim_rows(path: Path, claim_id: str) -> pa.Table:
 _SPREADSHEET_GUARD = r"^'(?=[=+\-@\t\r\n'])"
 
 
-def read_run_table(run_dir: Path, name: str, columns: list[str] | None = None) -> pd.DataFrame:
+def _arrow_source(path: Location):
+    """What Arrow's readers open: a local path as itself, a store's object as a pyarrow
+    file (ranged reads)."""
+    return path if isinstance(path, Path) else path.open("rb")
+
+
+def read_run_table(run_dir: Location, name: str, columns: list[str] | None = None) -> pd.DataFrame:
     """A committed run's ``results`` or ``rejects``, whichever format it wrote. From CSV,
     every cell is text (empty: missing) with the spreadsheet guard undone, so a claim reads
     the same from either format. A damaged file fails naming it."""
@@ -376,7 +412,7 @@ def read_run_table(run_dir: Path, name: str, columns: list[str] | None = None) -
         if parquet.exists():
             try:
                 # dates as datetime64, not Python dates: those stop at year 9999
-                table = pq.read_table(parquet, columns=columns)
+                table = pq.read_table(_arrow_source(parquet), columns=columns)
                 return table.to_pandas(date_as_object=False)
             except (pa.ArrowException, ValueError, OverflowError) as error:
                 problem = f"not a readable Parquet file ({type(error).__name__})"
@@ -386,7 +422,9 @@ def read_run_table(run_dir: Path, name: str, columns: list[str] | None = None) -
                 raise FileNotFoundError(2, "retired", str(text))
             raise RunError(f"no {name} file in the run", file=str(run_dir))
         try:
-            frame = pd.read_csv(text, dtype="str", keep_default_na=False, usecols=columns)
+            frame = pd.read_csv(
+                _arrow_source(text), dtype="str", keep_default_na=False, usecols=columns
+            )
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError):
             raise _damaged(text, "not a readable CSV file of this run") from None
     frame = frame.apply(lambda cells: cells.str.replace(_SPREADSHEET_GUARD, "", regex=True))

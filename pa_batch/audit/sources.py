@@ -9,7 +9,6 @@ it holds now is not what was decided, and the search says so instead of answerin
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pandas as pd
 
@@ -17,6 +16,7 @@ from pa_batch.core import normalize
 from pa_batch.core.normalize import names_baclofen_powder
 from pa_batch.errors import RunError
 from pa_batch.io.inputs import claim_records, input_file, open_extract
+from pa_batch.io.storage import Location, locate
 from pa_batch.policy.reference import read_reference_rows
 
 UNCHANGED = "unchanged since the run (SHA-256 as in the run's manifest)"
@@ -55,7 +55,7 @@ def search_inputs(summary: dict, claim_id: str) -> Search:
     for entry in summary.get("inputs") or []:
         label = str(entry.get("path", ""))
         try:
-            extract = open_extract(input_file(Path(label)), encoding=encoding)
+            extract = open_extract(input_file(locate(label)), encoding=encoding)
             records, sha256 = claim_records(extract, claim_id)
         except RunError as error:
             search.files[label] = NOT_FOUND if error.message == "file not found" else UNREADABLE
@@ -68,7 +68,7 @@ def search_inputs(summary: dict, claim_id: str) -> Search:
     return search
 
 
-def out_of_scope_because(record: FoundRecord, run_dir: Path) -> str:
+def out_of_scope_because(record: FoundRecord, run_dir: Location) -> str:
     """Why the run did not decide a record it read: the two ways into scope, each not met."""
     ndc_given = (record.cells.get("ndc") or "").strip()
     name_given = (record.cells.get("drug_name") or "").strip()
@@ -91,7 +91,7 @@ def out_of_scope_because(record: FoundRecord, run_dir: Path) -> str:
     return f"out of scope: {by_ndc}, and {by_name}"
 
 
-def _listed_products(run_dir: Path) -> frozenset[str]:
+def _listed_products(run_dir: Location) -> frozenset[str]:
     try:
         payload = (run_dir / "reference.products.csv").read_bytes()
     except OSError:

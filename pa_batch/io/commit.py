@@ -21,6 +21,7 @@ symlink behind, all invisible to readers of DIR; the next run removes them.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -30,9 +31,11 @@ import shutil
 import time
 import uuid
 from pathlib import Path
+from typing import cast
 
 from pa_batch.errors import TRANSIENT, RunError, RunIdTaken, os_error_category
 from pa_batch.io.formats import CSV, PARQUET
+from pa_batch.io.storage import Location, StorePath
 
 CONTROL_DIR = ".pa-batch"
 COMMITTED_MARK = ".committed"  # in runs/<id>: the run was committed (current at some time)
@@ -221,7 +224,7 @@ class OutputDirectory:
         while removing them leaves debris outside the history (the next run clears it),
         never a half-deleted run that still looks committed.
         """
-        committed = committed_runs(self.control)
+        committed = cast(list[Path], committed_runs(self.control))  # local: Paths
         for entry in committed[self.keep_runs :]:
             if entry.name != self.name:
                 retired = self.control / f"{RETIRED_PREFIX}{entry.name}"
@@ -238,7 +241,7 @@ class OutputDirectory:
                 link.unlink()
 
 
-def committed_runs(control: Path) -> list[Path]:
+def committed_runs(control: Location) -> list[Location]:
     """The committed run directories under ``control``, newest first.
 
     Committed means marked, or current: a commit killed between the swap of ``current`` and
@@ -250,7 +253,7 @@ def committed_runs(control: Path) -> list[Path]:
     current = current_run_name(control)
     newest = float("inf")  # current but not yet marked: the last committed
 
-    def committed_at(entry: Path) -> float:
+    def committed_at(entry: Location) -> float:
         at = committed_at_ns(entry)
         if at is None:
             return newest if entry.name == current else -1
@@ -260,8 +263,15 @@ def committed_runs(control: Path) -> list[Path]:
     return [entry for at, entry in sorted(stamped, key=lambda p: p[0], reverse=True) if at >= 0]
 
 
-def current_run_name(control: Path) -> str | None:
-    """The id of the run ``control/current`` points to, or None."""
+def current_run_name(control: Location) -> str | None:
+    """The id of the run ``control/current`` points to (a symbolic link; on an object store,
+    the pointer object naming it), or None."""
+    if isinstance(control, StorePath):
+        try:
+            name = (control / "current").read_text().strip()
+        except (OSError, UnicodeDecodeError):
+            return None
+        return name if run_dir_name(name) == name else None  # a name, never a path
     try:
         return Path(os.readlink(control / "current")).name
     except OSError:
@@ -278,22 +288,23 @@ def _mark_committed(run_dir: Path) -> None:
         os.close(descriptor)
 
 
-def committed_at_ns(run_dir: Path) -> int | None:
+def committed_at_ns(run_dir: Location) -> int | None:
     """When ``run_dir`` was committed, as its mark records it; None if it is not marked. A
     mark without a time (written before marks held one, or cut short) gives its mtime."""
     mark = run_dir / COMMITTED_MARK
     try:
         text = mark.read_bytes()
-        modified = mark.stat().st_mtime_ns
+        return int(text.strip())
     except FileNotFoundError:
         return None
-    try:
-        return int(text.strip())
     except ValueError:
-        return modified
+        try:
+            return mark.stat().st_mtime_ns
+        except FileNotFoundError:
+            return None
 
 
-def failure_recorded_ns(record_path: Path) -> int:
+def failure_recorded_ns(record_path: Location) -> int:
     """When a failure record was written, as it records it (older records: the file's mtime)."""
     try:
         recorded = json.loads(record_path.read_bytes()).get("recorded_ns")
@@ -304,13 +315,21 @@ def failure_recorded_ns(record_path: Path) -> int:
     return record_path.stat().st_mtime_ns
 
 
-def record_failure(out_dir: Path, record: dict) -> None:
+def record_failure(out_dir: Location, record: dict) -> None:
     """Leave what a failed run said beside the history, for an operator without the console.
 
     Best effort: a directory that cannot take it (the very failure, perhaps) is left alone.
     ``record`` carries codes, paths and the one-line message, never a cell value.
     """
     failures = out_dir / CONTROL_DIR / "failures"
+    if isinstance(out_dir, StorePath):
+        record = {**record, "recorded_ns": time.time_ns()}
+        with contextlib.suppress(OSError, RunError):  # a PUT replaces an object whole
+            if (out_dir / CONTROL_DIR).is_dir():
+                name = f"{run_dir_name(record['run_id'])}.json"
+                (failures / name).write_text(json.dumps(record, indent=2) + "\n")
+        return
+    failures = out_dir / CONTROL_DIR / "failures"  # a local directory
     try:
         if not (out_dir / CONTROL_DIR).is_dir():  # no history to stand beside: nothing made
             return
@@ -351,11 +370,15 @@ def run_dir_name(run_id: str) -> str:
     return f"{slug}~{hashlib.sha256(run_id.encode('utf-8')).hexdigest()[:16]}"
 
 
-def write_last_attempt(out_dir: Path, record: dict) -> None:
+def write_last_attempt(out_dir: Location, record: dict) -> None:
     """``DIR/.pa-batch/last_attempt.json``: what the latest attempt came to, committed or
     failed, first run included (DIR and its control directory are made for it). Best
     effort: a directory that cannot take it (the very failure, perhaps) is left alone."""
     control = out_dir / CONTROL_DIR
+    if isinstance(control, StorePath):
+        with contextlib.suppress(OSError, RunError):
+            (control / LAST_ATTEMPT).write_text(json.dumps(record, indent=2) + "\n")
+        return
     try:
         make_directories(control)
         _write_json_atomically(control / LAST_ATTEMPT, record)

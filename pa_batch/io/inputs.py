@@ -19,7 +19,7 @@ import hashlib
 import io
 import os
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +41,7 @@ from pa_batch.core.arrow_text import (
 from pa_batch.core.batch import Batch, malformed_frame
 from pa_batch.errors import RunError, os_error_category
 from pa_batch.io.formats import CSV, PARQUET
+from pa_batch.io.storage import Location, StorePath, store_problem
 from pa_batch.schemas.claim_extract import INPUT_COLUMNS, POLICY_COLUMNS, REQUIRED_COLUMNS
 
 # 98,304: past it, memory grows and speed hardly does (131,072: 7% faster on an all-powder
@@ -53,7 +54,7 @@ _OTHER_DELIMITERS = (";", "\t", "|")
 
 @dataclass(frozen=True)
 class InputFile:
-    path: Path
+    path: Location
     format: str
 
     @property
@@ -65,15 +66,16 @@ INPUT_SUFFIXES = (".csv", ".csv.gz", ".parquet")
 _GLOB_CHARACTERS = re.compile(r"[*?\[]")
 
 
-def expand_inputs(arguments: list[Path]) -> list[Path]:
+def expand_inputs(arguments: list[Location]) -> list[Location]:
     """The input files an argument list names, in order.
 
     A file stands for itself; a directory for every ``.csv``, ``.csv.gz`` and ``.parquet``
     file directly inside it, in name order; a glob pattern (``claims/2024-*.parquet``,
     expanded here, not by a shell) for the files it matches, in name order. A directory or
-    pattern that names no file fails the run, naming it.
+    pattern that names no file fails the run, naming it. On an object store, a prefix is a
+    directory and a pattern's ``*`` stays within one level, as a shell's does.
     """
-    files: list[Path] = []
+    files: list[Location] = []
     for argument in arguments:
         if argument.is_dir():
             found = _extracts_among(
@@ -84,7 +86,10 @@ def expand_inputs(arguments: list[Path]) -> list[Path]:
                     "directory holds no .csv, .csv.gz or .parquet file", file=str(argument)
                 )
         elif _GLOB_CHARACTERS.search(str(argument)) and not argument.exists():
-            found = _extracts_among(Path(match) for match in glob.glob(str(argument)))
+            if isinstance(argument, StorePath):
+                found = sorted(argument.matches())
+            else:
+                found = _extracts_among(Path(match) for match in glob.glob(str(argument)))
             if not found:
                 raise RunError("pattern matches no file", file=str(argument))
         else:
@@ -93,7 +98,7 @@ def expand_inputs(arguments: list[Path]) -> list[Path]:
     return files
 
 
-def _extracts_among(entries: Iterable[Path]) -> list[Path]:
+def _extracts_among(entries: Iterable[Location]) -> list[Location]:
     """The files among ``entries``, in name order. A subdirectory is passed over; an entry
     that is neither (a broken symbolic link, a link loop) fails, naming it: an extract that
     cannot be read is never silently left out of a run."""
@@ -107,7 +112,7 @@ def _extracts_among(entries: Iterable[Path]) -> list[Path]:
     return found
 
 
-def input_file(path: Path) -> InputFile:
+def input_file(path: Location) -> InputFile:
     """Identify an input by extension; unsupported or missing files fail the run."""
     name = path.name.lower()
     if name.endswith((".csv", ".csv.gz")):
@@ -126,7 +131,7 @@ def input_file(path: Path) -> InputFile:
 class _HashingFile(io.RawIOBase):
     """A file read once: the bytes the parser reads also feed the SHA-256."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Location):
         self._file = path.open("rb")
         self._digest = hashlib.sha256()
 
@@ -166,9 +171,10 @@ class _InOrderHashingFile(io.RawIOBase):
     _STEP = 1 << 20
     _MAX_WINDOW = 1 << 27
 
-    def __init__(self, path: Path, row_group_ends: list[int]):
+    def __init__(self, path: Location, row_group_ends: list[int]):
         self._file = path.open("rb")
-        self._size = os.fstat(self._file.fileno()).st_size
+        self._read_at = _reader_at(self._file)
+        self._size = path.stat().st_size
         self._row_group_ends = row_group_ends  # ascending; the last is where the footer starts
         self._data_end = row_group_ends[-1] if row_group_ends else 0
         self._digest = hashlib.sha256()
@@ -206,7 +212,7 @@ class _InOrderHashingFile(io.RawIOBase):
             offset = start - self._window_start
             buffer[:wanted] = self._window[offset : offset + wanted]
         else:
-            buffer[:wanted] = os.pread(self._file.fileno(), wanted, start)
+            buffer[:wanted] = self._read_at(wanted, start)
         self._position = end
         return wanted
 
@@ -214,7 +220,7 @@ class _InOrderHashingFile(io.RawIOBase):
         stretch = end - self._hashed
         if stretch <= self._MAX_WINDOW:
             self._window = b""  # the row group before is done with
-            window = os.pread(self._file.fileno(), stretch, self._hashed)
+            window = self._read_at(stretch, self._hashed)
             self._digest.update(window)
             self._window_start, self._window = self._hashed, window
             self._hashed = end
@@ -224,7 +230,7 @@ class _InOrderHashingFile(io.RawIOBase):
 
     def _hash_in_steps(self, end: int) -> None:
         for at in range(self._hashed, end, self._STEP):
-            self._digest.update(os.pread(self._file.fileno(), min(self._STEP, end - at), at))
+            self._digest.update(self._read_at(min(self._STEP, end - at), at))
         self._hashed = end
 
     def hexdigest(self) -> str:
@@ -238,7 +244,16 @@ class _InOrderHashingFile(io.RawIOBase):
         self._file.close()
 
 
-def sha256_of_path(path: Path) -> str:
+def _reader_at(file) -> Callable[[int, int], bytes]:
+    """``read(count, offset)`` of an open file, leaving its position alone: a store's pyarrow
+    file reads at an offset itself (a ranged GET); a local file by pread(2)."""
+    if hasattr(file, "read_at"):
+        return file.read_at
+    descriptor = file.fileno()
+    return lambda count, offset: os.pread(descriptor, count, offset)
+
+
+def sha256_of_path(path: Location) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as stream:
         for chunk in iter(lambda: stream.read(1 << 20), b""):
@@ -304,7 +319,9 @@ def claim_records(extract: Extract, claim_id: str) -> tuple[list[tuple[int, dict
 
 def _parquet_claim_records(extract: Extract, claim_id: str) -> list[tuple[int, dict]]:
     label, names = extract.source.label, extract.header
-    file = pq.ParquetFile(extract.source.path, page_checksum_verification=True, pre_buffer=False)
+    file = pq.ParquetFile(
+        _parquet_source(extract.source.path), page_checksum_verification=True, pre_buffer=False
+    )
     (id_position,) = (p for p, name in extract.known.items() if name == "claim_id")
     found = []
     first_row = 0
@@ -366,6 +383,9 @@ def _file_errors(source: InputFile) -> Iterator[None]:
     except RunError:
         raise
     except OSError as error:
+        found = store_problem(error)
+        if found is not None:  # the store failed us, not the file
+            raise RunError(found[0], file=source.label, category=found[1]) from None
         if error.errno is None:  # a library's complaint about the content, not the OS's
             raise RunError(
                 f"cannot read {source.format.upper()} file ({_failure_kind(error, source.format)})",
@@ -490,13 +510,15 @@ def _header_missing_hint(canonical: list[str]) -> str:
 # --- CSV -------------------------------------------------------------------------------
 
 
-def _compression(path: Path) -> str | None:
+def _compression(path: Location) -> str | None:
     """The one place compression is decided: by extension, whatever its case."""
     return "gzip" if path.name.lower().endswith(".gz") else None
 
 
 def _open_binary(source: InputFile):
     if _compression(source.path) == "gzip":
+        if isinstance(source.path, StorePath):  # gzip reads the store's file object
+            return gzip.GzipFile(fileobj=source.path.open("rb"), mode="rb")
         return gzip.open(source.path, "rb")
     return source.path.open("rb")
 
@@ -626,7 +648,7 @@ def _good_record_numbers(good_index: np.ndarray, bad_rows: np.ndarray) -> np.nda
 def _open_parquet(source: InputFile) -> Extract:
     # pages written with CRCs are verified: corruption fails the file instead of
     # becoming plausible values
-    parquet = pq.ParquetFile(source.path, page_checksum_verification=True)
+    parquet = pq.ParquetFile(_parquet_source(source.path), page_checksum_verification=True)
     names = parquet.schema_arrow.names
     return Extract(
         source,
@@ -636,7 +658,13 @@ def _open_parquet(source: InputFile) -> Extract:
     )
 
 
-def _row_group_ends(path: Path, metadata: pq.FileMetaData) -> list[int]:
+def _parquet_source(path: Location):
+    """What ``pq.ParquetFile`` opens: a local path as itself, a store's file as a pyarrow
+    file (ranged reads: the footer first, then only the column chunks asked for)."""
+    return path.open("rb") if isinstance(path, StorePath) else path
+
+
+def _row_group_ends(path: Location, metadata: pq.FileMetaData) -> list[int]:
     """Where each row group's bytes end: the next one's start; the last, the footer's."""
     starts = []
     for index in range(metadata.num_row_groups):

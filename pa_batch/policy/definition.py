@@ -10,10 +10,10 @@ from __future__ import annotations
 import hashlib
 import re
 import tomllib
+from collections.abc import Iterator
 from datetime import date, datetime
 from importlib import resources
-from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import pandas as pd
 
@@ -46,7 +46,20 @@ VERSION_KEYS: Final = {
 }
 
 
-def load_policy(path: Path | None = None) -> PolicyDefinition:
+class Place(Protocol):
+    """A file or directory the policy room reads: a local ``Path``, or an object store's
+    (``io.storage.StorePath``, which answers the same questions through pyarrow.fs)."""
+
+    @property
+    def name(self) -> str: ...
+    def exists(self) -> bool: ...
+    def is_dir(self) -> bool: ...
+    def iterdir(self) -> Iterator[Place]: ...
+    def read_bytes(self) -> bytes: ...
+    def __truediv__(self, name: str) -> Place: ...
+
+
+def load_policy(path: Place | None = None) -> PolicyDefinition:
     """The definition in ``path``, or the shipped one; invalid: RunError naming file and key."""
     if path is None:
         payload = resources.files("pa_batch.policy.data").joinpath(SHIPPED_POLICY).read_bytes()

@@ -12,7 +12,6 @@ import hashlib
 import io
 from dataclasses import replace
 from importlib import resources
-from pathlib import Path
 
 import pandas as pd
 
@@ -20,7 +19,7 @@ from pa_batch.core import normalize
 from pa_batch.core.model import ANY_VERSION, PolicyDefinition, ReferenceData, ReferenceSource
 from pa_batch.errors import RunError
 from pa_batch.policy import icd10cm
-from pa_batch.policy.definition import load_policy
+from pa_batch.policy.definition import Place, load_policy
 
 PRODUCTS = "products.csv"
 COMMERCIAL_STRENGTHS = "commercial_strengths.csv"
@@ -66,7 +65,7 @@ _FROM_POLICY = {COMMERCIAL_STRENGTHS, SPASTICITY_CODES}  # defaults live in the 
 
 
 def load_reference(
-    reference_dir: Path | None = None, policy: PolicyDefinition | None = None
+    reference_dir: Place | None = None, policy: PolicyDefinition | None = None
 ) -> ReferenceData:
     """Load every reference file: the one in ``reference_dir`` when present, else the default
     (shipped, or for commercial strengths and spasticity codes, the policy's own lists)."""
@@ -169,9 +168,9 @@ def _policy_strengths(policy: PolicyDefinition) -> pd.DataFrame:
     return pd.concat(tables, ignore_index=True)
 
 
-def _refuse_unknown_files(reference_dir: Path) -> None:
+def _refuse_unknown_files(reference_dir: Place) -> None:
     """A file that is not a reference file name is a misspelling, never silently ignored."""
-    for entry in sorted(reference_dir.iterdir()):
+    for entry in sorted(reference_dir.iterdir(), key=lambda entry: entry.name):
         if entry.name not in REFERENCE_FILES and not entry.is_dir():
             raise RunError(
                 "not a reference file name; expected " + ", ".join(REFERENCE_FILES),

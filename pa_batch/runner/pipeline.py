@@ -20,7 +20,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 
 from pa_batch.core.counts import Counts
 from pa_batch.core.model import ReferenceData
@@ -28,6 +27,8 @@ from pa_batch.core.outcomes import OUTCOMES
 from pa_batch.errors import RunError, os_error_category
 from pa_batch.io import inputs as io_inputs
 from pa_batch.io.commit import DEFAULT_KEEP_RUNS, OutputDirectory
+from pa_batch.io.storage import Location
+from pa_batch.io.store_commit import StoreOutput, output_for
 from pa_batch.io.tables import TableWriter
 from pa_batch.policy.definition import PolicyDefinition, load_policy
 from pa_batch.policy.reference import load_reference
@@ -53,10 +54,10 @@ REFERENCE_COPY = "reference.{name}"  # likewise, one per reference file read
 
 @dataclass
 class RunOptions:
-    inputs: list[Path]
-    out_dir: Path
+    inputs: list[Location]
+    out_dir: Location
     output_format: str = "parquet"
-    reference_dir: Path | None = None
+    reference_dir: Location | None = None
     max_reject_rate: float | None = None
     encoding: str = "utf-8"
     batch_rows: int = io_inputs.DEFAULT_BATCH_ROWS
@@ -64,7 +65,7 @@ class RunOptions:
     engine: str = LOCAL  # where the pure batch work runs: local or dask
     scheduler: str | None = None  # the dask engine's scheduler address; a local cluster if None
     keep_runs: int = DEFAULT_KEEP_RUNS  # committed runs kept in DIR's history
-    policy: Path | None = None  # a policy definition replacing the shipped one
+    policy: Location | None = None  # a policy definition replacing the shipped one
 
     def recorded(self) -> dict:
         """The options as summary.json records them."""
@@ -114,7 +115,7 @@ def run(options: RunOptions, progress: Events | None = None, client=None) -> Run
     started = time.monotonic()
     started_at = _now()
     plan = make_plan(options)
-    output = OutputDirectory(options.out_dir, options.run_id, options.keep_runs)
+    output = output_for(options.out_dir, options.run_id, options.keep_runs)
     output.open(plan.published)
     try:
         execution = execute(plan, options, output, progress, client)
@@ -169,7 +170,7 @@ def make_plan(options: RunOptions) -> Plan:
 def execute(
     plan: Plan,
     options: RunOptions,
-    output: OutputDirectory,
+    output: OutputDirectory | StoreOutput,
     progress: Events | None,
     client=None,
 ) -> Execution:
@@ -240,7 +241,9 @@ def reconcile(counts: Counts, results_written: int) -> None:
         )
 
 
-def commit(plan: Plan, report: RunReport, output: OutputDirectory, started: float) -> None:
+def commit(
+    plan: Plan, report: RunReport, output: OutputDirectory | StoreOutput, started: float
+) -> None:
     """Summaries and the run's own copies of what decided it, then the atomic commit."""
     report.seconds = time.monotonic() - started
     report.finished_at = _now()
