@@ -72,3 +72,22 @@ def test_reading_benchmark_smoke_measures_explain_and_diff(tmp_path):
     ] * 2  # fmt: skip
     assert all(row["seconds"] > 0 and row["peak_rss_mib"] > 0 for row in rows)
     assert (tmp_path / "reading_20000" / "diff_parquet.parquet").stat().st_size > 0
+
+
+@pytest.mark.slow
+@pytest.mark.subprocess
+@pytest.mark.dask
+def test_the_dask_client_benchmark_runs_on_a_cluster_of_separate_processes(tmp_path):
+    report_path = tmp_path / "dask_client.json"
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "bench_dask_client.py"), "--lines", "20000", "--files",
+         "2", "--rounds", "1", "--json", str(report_path)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = json.loads(report_path.read_text())
+    for engine in ("local", "dask"):
+        (run,) = report["runs"][engine]
+        assert run["cpu_s"] > 0 and run["wall_s"] > 0
+        assert not run["large_graph_warning"]
+    assert report["client_cpu_share_of_local_cpu"] > 0

@@ -78,9 +78,10 @@ def _kill_workers(client, how_many: int) -> None:
         client.wait_for_workers(2, timeout=120)
 
 
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])  # records sent, or fragments read
 @pytest.mark.parametrize("lost", ["both-at-once", "one-after-the-other"])
 def test_workers_that_die_holding_the_reference_data_are_survived(
-    tmp_path, cluster, monkeypatch, lost
+    tmp_path, cluster, monkeypatch, lost, fmt
 ):
     original = engines.DaskEngine._scatter
     scattered = []
@@ -99,9 +100,13 @@ def test_workers_that_die_holding_the_reference_data_are_survived(
 
     monkeypatch.setattr(engines.DaskEngine, "_scatter", scatter_then_lose_the_workers)
     extract = _extract(tmp_path)
+    if fmt == "parquet":
+        frame = pd.read_csv(extract, dtype="str")
+        extract = tmp_path / "claims.parquet"
+        frame.to_parquet(extract, row_group_size=10)
     result = CliRunner().invoke(
         app, ["run", str(extract), "--out", str(tmp_path / "dask"), "--engine", "dask",
-              "--scheduler", cluster.scheduler_address],
+              "--scheduler", cluster.scheduler_address, "--batch-rows", "30"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert len(scattered) >= 2, "the reference data was never scattered again"
@@ -111,3 +116,91 @@ def test_workers_that_die_holding_the_reference_data_are_survived(
         pd.read_parquet(tmp_path / "dask" / "results.parquet"),
         pd.read_parquet(tmp_path / "local" / "results.parquet"),
     )
+
+
+# --- workers read their own fragments -----------------------------------------------------
+
+
+def _fragmented_parquet(path, corrupt: bool = False):
+    """2,000 records in row groups of 100: powder lines and others, rejects, and keys that
+    repeat across row groups (duplicates found across fragments). With ``corrupt``, a data
+    page in the middle fails its checksum."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = []
+    for n in range(2000):
+        powder = n % 3 == 0
+        rows.append({
+            "claim_id": f"C{n % 1500}",  # ids 0-499 come back in the last row groups
+            "line_number": "1" if n % 97 else "x",
+            "member_id": "M1",
+            "member_birth_date": "1980-01-02",
+            "service_date": "2024-05-01",
+            "ndc": "00000-0000-00" if powder else "00006-0749-54",
+            "drug_name": "BACLOFEN POWDER" if powder else "LOSARTAN 50 MG TABLET",
+            "route": "oral",
+            "strength": str([5, 25, 12, 15][n % 4]),
+            "strength_unit": "mg",
+            "diagnosis_codes": "G35",
+        })  # fmt: skip
+    table = pa.Table.from_pylist(rows)
+    pq.write_table(table, path, row_group_size=100, write_page_checksum=True)
+    if corrupt:
+        data = bytearray(path.read_bytes())
+        middle = len(data) // 2
+        data[middle : middle + 64] = bytes(64)
+        path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.fixture
+def s3_cluster(s3):
+    """A cluster started after the ``s3`` fixture set the AWS variables: its worker
+    processes reach the same S3 server through them."""
+    from dask.distributed import LocalCluster
+
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=engines.LOCAL_DASHBOARD
+    ) as local:
+        yield local
+
+
+def test_workers_read_their_own_parquet_fragments_from_s3(tmp_path, s3, s3_cluster, monkeypatch):
+    from pa_batch.io import inputs
+
+    url = s3.put("claims/fragmented.parquet", _fragmented_parquet(tmp_path / "f.parquet"))
+    local = CliRunner().invoke(app, ["run", url, "--out", str(tmp_path / "local")])
+    assert local.exit_code == 0, local.output
+
+    def read_on_the_client(self, *args, **kwargs):
+        raise AssertionError("the client read the records of a Parquet extract")
+
+    monkeypatch.setattr(inputs.Extract, "batches", read_on_the_client)  # this process only
+    result = CliRunner().invoke(
+        app, ["run", url, "--out", str(tmp_path / "dask"), "--engine", "dask", "--scheduler",
+              s3_cluster.scheduler_address, "--batch-rows", "300"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    for name in ("results.parquet", "rejects.parquet"):
+        assert (tmp_path / "dask" / name).read_bytes() == (tmp_path / "local" / name).read_bytes()
+    summaries = [
+        pd.read_json(tmp_path / d / "summary.json", typ="series") for d in ("dask", "local")
+    ]
+    assert summaries[0]["counts"] == summaries[1]["counts"]
+    assert summaries[0]["inputs"][0]["sha256"] == summaries[1]["inputs"][0]["sha256"]
+    rejects = pd.read_parquet(tmp_path / "dask" / "rejects.parquet")
+    assert (rejects["error_code"] == "DUPLICATE_KEY").sum() > 0  # across fragments
+
+
+def test_a_corrupt_fragment_on_a_worker_fails_the_run_in_one_line(tmp_path, s3, s3_cluster):
+    url = s3.put("claims/corrupt.parquet", _fragmented_parquet(tmp_path / "c.parquet", True))
+    result = CliRunner().invoke(
+        app, ["run", url, "--out", str(tmp_path / "out"), "--engine", "dask", "--scheduler",
+              s3_cluster.scheduler_address, "--batch-rows", "300"],
+    )  # fmt: skip
+    assert result.exit_code == 1
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith(f"pa-batch: error: {url}: cannot read PARQUET file (")
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "out" / "results.parquet").exists()

@@ -300,6 +300,65 @@ class Extract:
                     stream.release()
 
 
+@dataclass(frozen=True)
+class Fragment:
+    """A stretch of a Parquet extract a worker reads on its own: consecutive row groups, and
+    the record number of their first record (exact: from the footer's row counts)."""
+
+    row_groups: tuple[int, ...]
+    first_row: int  # records of the file before this fragment
+    rows: int
+
+
+def parquet_fragments(extract: Extract, target_rows: int) -> list[Fragment]:
+    """The file's row groups, consecutive ones joined until a fragment holds ``target_rows``
+    records (a larger row group is a fragment alone): planned from the footer the plan
+    already read, not from the data."""
+    metadata = pq.ParquetFile(
+        _parquet_source(extract.source.path), page_checksum_verification=True
+    ).metadata
+    fragments: list[Fragment] = []
+    groups: list[int] = []
+    first = rows = 0
+    for group in range(metadata.num_row_groups):
+        groups.append(group)
+        rows += metadata.row_group(group).num_rows
+        if rows >= target_rows:
+            fragments.append(Fragment(tuple(groups), first, rows))
+            groups, first, rows = [], first + rows, 0
+    if groups:
+        fragments.append(Fragment(tuple(groups), first, rows))
+    return fragments
+
+
+def fragment_batches(extract: Extract, fragment: Fragment, batch_rows: int) -> Iterator[Batch]:
+    """The records of one fragment, batch by batch, numbered as in the whole file: what a
+    worker reads for itself, opening the file through its filesystem (a local path, or a
+    store's URL with ranged reads of just these row groups)."""
+    names = extract.header
+    with _file_errors(extract.source):
+        parquet = pq.ParquetFile(
+            _parquet_source(extract.source.path),
+            page_checksum_verification=True,
+            pre_buffer=False,
+        )
+        read_so_far = fragment.first_row
+        for record_batch in parquet.iter_batches(
+            batch_size=batch_rows,
+            row_groups=list(fragment.row_groups),
+            columns=[names[i] for i in extract.known],
+        ):
+            n = record_batch.num_rows
+            source_rows = np.arange(read_so_far + 1, read_so_far + n + 1, dtype=np.int64)
+            read_so_far += n
+            yield Batch(
+                None,
+                source_rows,
+                raw=_as_cells(record_batch, extract),
+                typed=_typed(record_batch, extract),
+            )
+
+
 def claim_records(extract: Extract, claim_id: str) -> tuple[list[tuple[int, dict]], str]:
     """The records of ``extract`` whose trimmed claim_id is ``claim_id``, as (record number,
     the contract columns' cells as the run read them: a typed Parquet column as its text),

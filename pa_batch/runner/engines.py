@@ -11,13 +11,18 @@ stays with the pipeline, so the outputs are the same bytes whichever engine ran.
   (``batch.scope_screened``), and their powder lines decided together
   (``batch.decide_scoped``), each once there are enough records to be worth it.
 - ``dask``: on the workers of a Dask cluster, an existing one (``--scheduler ADDRESS``) or a
-  local one. The client reads the inputs (so CSV record numbers stay exact and workers need
-  no access to the files), sends each batch to a worker, and takes the decided batches back
-  in order, keeping a bounded number in flight.
+  local one. A Parquet extract is planned here from its footer (row groups -> fragments,
+  each with its exact first record number); each worker opens its own fragment through the
+  file's filesystem (a path all workers see, or an object store's URL), decides it as the
+  local engine decides a file, and hands back only the decided batch (the in-scope lines
+  and the rejects); a worker takes the file's SHA-256 beside them. A CSV file is read here
+  (its record numbers are exact only read from the start) and sent batch by batch. Either
+  way the decided batches come back in order, a bounded number in flight.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import queue
 import re
@@ -26,6 +31,8 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import CancelledError
 from contextlib import AbstractContextManager, ExitStack
+from dataclasses import dataclass
+from typing import Any
 
 from pa_batch.core.batch import (
     Batch,
@@ -39,8 +46,17 @@ from pa_batch.core.batch import (
 )
 from pa_batch.core.model import ReferenceData
 from pa_batch.errors import TRANSIENT, RunError
+from pa_batch.io.formats import PARQUET
+from pa_batch.io.inputs import (
+    Extract,
+    Fragment,
+    fragment_batches,
+    parquet_fragments,
+    sha256_of_path,
+)
 
 OnRead = Callable[[int], None] | None  # told each batch's record count as it is read
+OnReadOf = Callable[[int, int], None] | None  # told (extract index, records) as they are read
 
 LOCAL = "local"
 # the local engine decides in-scope lines in groups of at least this many (or at once if a
@@ -74,6 +90,17 @@ class LocalEngine(AbstractContextManager):
 
     def __exit__(self, *exc) -> None:
         return None
+
+    def decide_extracts(
+        self, extracts: list[Extract], batch_rows: int, on_read: OnReadOf = None
+    ) -> Iterator[tuple[int, DecidedBatch | None]]:
+        """(extract index, decided batch) in input order; (index, None) once an extract is
+        done (its SHA-256 known)."""
+        for index, extract in enumerate(extracts):
+            told = functools.partial(on_read, index) if on_read else None
+            for decided in self.decide(extract.batches(batch_rows), extract.source.label, told):
+                yield index, decided
+            yield index, None
 
     def decide(
         self, batches: Iterable[Batch], source_file: str, on_read: OnRead = None
@@ -241,9 +268,9 @@ class DaskEngine(AbstractContextManager):
             decide_batch, batch, source_file, self._reference, pure=False, retries=2
         )
 
-    def _result(self, batch: Batch, future, source_file: str) -> DecidedBatch:
-        """The decided batch; resubmitted (reference data scattered again) if the cluster
-        lost what it needed."""
+    def _result(self, future, resubmit: Callable[[], object]):
+        """What ``future`` computed; resubmitted (reference data scattered again) if the
+        cluster lost what it needed."""
         from dask.distributed import KilledWorker
 
         for attempt in range(self.RESUBMITS + 1):
@@ -258,23 +285,116 @@ class DaskEngine(AbstractContextManager):
                         category=TRANSIENT,
                     ) from None
                 self._scatter()
-                future = self._submit(batch, source_file)
+                future = resubmit()
         raise AssertionError("unreachable")
+
+    def decide_extracts(
+        self, extracts: list[Extract], batch_rows: int, on_read: OnReadOf = None
+    ) -> Iterator[tuple[int, DecidedBatch | None]]:
+        """(extract index, decided batch) in input order; (index, None) once an extract is
+        done. One window of work in flight spans the files, so workers do not wait at a
+        file's end for the next file's first fragment.
+
+        A Parquet extract is read by the workers themselves, a fragment (row groups) each,
+        planned here from its footer: no record passes through this process on its way to
+        a worker. Its SHA-256 is taken by a worker too, beside them. A CSV file is read
+        here (its record numbers are exact only read from the start) and sent in batches."""
+        pending: deque[_Work] = deque()
+        for work in self._work(extracts, batch_rows, on_read):
+            pending.append(work)
+            while len(pending) >= self.in_flight:
+                yield from self._finished(pending.popleft(), extracts, on_read)
+        while pending:
+            yield from self._finished(pending.popleft(), extracts, on_read)
+
+    def _work(self, extracts: list[Extract], batch_rows: int, on_read: OnReadOf) -> Iterator[_Work]:
+        """Every extract's work, in input order, each submitted as it is asked for."""
+        for index, extract in enumerate(extracts):
+            path, label = extract.source.path, extract.source.label
+            if extract.source.format == PARQUET:
+
+                def hashed(path=path):
+                    return self.client.submit(sha256_of_path, path, pure=False, retries=2)
+
+                digest = hashed()
+                for fragment in parquet_fragments(extract, batch_rows):
+
+                    def decided(extract=extract, fragment=fragment):
+                        return self.client.submit(
+                            decide_fragment, extract, fragment, batch_rows, self._reference,
+                            pure=False, retries=2,
+                        )  # fmt: skip
+
+                    yield _Work(index, decided(), decided, rows=fragment.rows)
+                yield _Work(index, digest, hashed, done=True)
+            else:
+                for batch in extract.batches(batch_rows):
+                    if on_read:
+                        on_read(index, batch.rows_read)
+
+                    def sent(batch=batch, label=label):
+                        return self._submit(batch, label)
+
+                    yield _Work(index, sent(), sent, rows=None)
+                    del batch
+                # the reader has hashed the file once its last batch is read
+                yield _Work(index, None, None, done=True)
+
+    def _finished(
+        self, work: _Work, extracts: list[Extract], on_read: OnReadOf
+    ) -> Iterator[tuple[int, DecidedBatch | None]]:
+        if work.done:
+            if work.future is not None:  # a Parquet file's SHA-256, taken by a worker
+                extracts[work.index].sha256 = self._result(work.future, work.resubmit)
+            yield work.index, None
+            return
+        decided = self._result(work.future, work.resubmit)
+        if work.rows is None:  # a batch sent from here
+            yield work.index, decided
+            return
+        if on_read:
+            on_read(work.index, work.rows)
+        for batch in decided:  # a fragment's batches
+            yield work.index, batch
 
     def decide(
         self, batches: Iterable[Batch], source_file: str, on_read: OnRead = None
     ) -> Iterator[DecidedBatch]:
         pending: deque = deque()
+
+        def oldest() -> DecidedBatch:
+            batch, future = pending.popleft()
+            return self._result(future, lambda: self._submit(batch, source_file))
+
         for batch in batches:
             if on_read:
                 on_read(batch.rows_read)
             pending.append((batch, self._submit(batch, source_file)))
             while len(pending) >= self.in_flight:
-                batch, future = pending.popleft()
-                yield self._result(batch, future, source_file)
+                yield oldest()
         while pending:
-            batch, future = pending.popleft()
-            yield self._result(batch, future, source_file)
+            yield oldest()
+
+
+@dataclass
+class _Work:
+    """One piece of a dask run in flight: a fragment, a batch, or a file's end (with the
+    task hashing it, for Parquet)."""
+
+    index: int  # the extract's
+    future: Any
+    resubmit: Any  # submits the same work again
+    rows: int | None = None  # a fragment's records; None for a batch sent from here
+    done: bool = False
+
+
+def decide_fragment(
+    extract: Extract, fragment: Fragment, batch_rows: int, reference: ReferenceData
+) -> list[DecidedBatch]:
+    """On a worker: read one fragment of a Parquet extract and decide it as the local engine
+    decides a file (screened, scoped and decided in groups)."""
+    batches = fragment_batches(extract, fragment, batch_rows)
+    return list(LocalEngine(reference).decide(batches, extract.source.label))
 
 
 def open_engine(

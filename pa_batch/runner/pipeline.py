@@ -183,27 +183,43 @@ def execute(
         open_engine(options.engine, plan.reference, options.scheduler, client) as engine,
         ClaimKeyRegistry(output.scratch) as claim_keys,  # keys spill beside the outputs
     ):
-        for extract in plan.extracts:
+        records: dict[int, InputRecord] = {}
+        reporters: dict[int, Callable[[int], None]] = {}
+
+        def started(index: int) -> InputRecord:
+            """The input's record, made (and its start told) the first time it is met."""
+            if index not in records:
+                extract = plan.extracts[index]
+                source = extract.source
+                records[index] = InputRecord(
+                    source.label, source.format, "", ignored_columns=extract.ignored_columns
+                )
+                if progress:
+                    progress.input_started(source.label, source.format)
+                reporters[index] = _progress_reporter(source.label, progress, execution)
+            return records[index]
+
+        def on_read(index: int, rows: int) -> None:
+            started(index)
+            reporters[index](rows)
+
+        for index, decided in engine.decide_extracts(plan.extracts, options.batch_rows, on_read):
+            extract = plan.extracts[index]
             source = extract.source
-            record = InputRecord(
-                source.label, source.format, "", ignored_columns=extract.ignored_columns
-            )
-            if progress:
-                progress.input_started(source.label, source.format)
-            on_read = _progress_reporter(source.label, progress, execution)
-            batches = extract.batches(options.batch_rows)
-            for decided in engine.decide(batches, source.label, on_read=on_read):
-                outcome = finish_batch(decided, claim_keys)
-                results.write(outcome.decided, keep=outcome.kept)
-                rejects.write(outcome.rejects)
-                record.rows += outcome.counts.rows_read
-                record.outcomes.update(outcome.counts.outcomes)
-                execution.counts = execution.counts + outcome.counts
-                del decided, outcome  # a batch's frames are not held while the next is decided
-            record.sha256 = extract.sha256 or ""  # set once every batch is read
-            if progress:
-                progress.input_finished(source.label, record.rows)
-            execution.inputs.append(record)
+            record = started(index)
+            if decided is None:  # the extract is done: every batch read and applied
+                record.sha256 = extract.sha256 or ""
+                if progress:
+                    progress.input_finished(source.label, record.rows)
+                execution.inputs.append(record)
+                continue
+            outcome = finish_batch(decided, claim_keys)
+            results.write(outcome.decided, keep=outcome.kept)
+            rejects.write(outcome.rejects)
+            record.rows += outcome.counts.rows_read
+            record.outcomes.update(outcome.counts.outcomes)
+            execution.counts = execution.counts + outcome.counts
+            del decided, outcome  # a batch's frames are not held while the next is decided
     results.close()
     rejects.close()
     execution.results_written = results.rows

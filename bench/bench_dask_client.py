@@ -1,0 +1,140 @@
+"""What the client of a dask run spends, against the local engine on the same extract.
+
+A scheduler and two single-threaded workers are started as separate processes (``dask
+scheduler``, ``dask worker``), as on a real cluster; then, alternately, ``pa-batch run`` on
+the local engine and on that cluster, each a process of its own whose CPU time (user + sys,
+from wait4: the process alone, never the workers) and wall time are taken. Also whether
+distributed warned of a large graph (records shipped through the client).
+
+    python bench/bench_dask_client.py --lines 2000000 --files 4 [--powder-share 0.01]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).parent
+PA_BATCH = [sys.executable, "-m", "pa_batch"]
+
+
+def timed(command: list[str]) -> dict:
+    """Run ``command``; its own CPU seconds, wall seconds, peak RSS and stderr."""
+    started = time.perf_counter()
+    with tempfile.TemporaryFile() as stderr:
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr)
+        _, status, usage = os.wait4(process.pid, 0)
+        stderr.seek(0)
+        said = stderr.read().decode(errors="replace")
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{command[:4]} failed: {said[-500:]}")
+    return {
+        "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
+        "wall_s": round(time.perf_counter() - started, 2),
+        "rss_mib": round(usage.ru_maxrss / 1024),
+        "large_graph_warning": "large graph" in said.lower(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--lines", type=int, default=2_000_000)
+    parser.add_argument("--files", type=int, default=4)
+    parser.add_argument("--powder-share", type=float, default=0.01)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--json", type=Path)
+    arguments = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="pa-batch-dask-bench-") as scratch:
+        folder = Path(scratch)
+        for index in range(arguments.files):
+            subprocess.run(
+                [sys.executable, str(HERE / "extracts.py"),
+                 "--lines", str(arguments.lines // arguments.files),
+                 "--powder-share", str(arguments.powder_share), "--typed",
+                 "--row-group-rows", "65536", "--out", str(folder / f"part-{index:03}.parquet")],
+                check=True,
+            )  # fmt: skip
+        scheduler_file = folder / "scheduler.json"
+        cluster = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "distributed.cli.dask_scheduler",
+                    "--port",
+                    "0",
+                    "--dashboard-address",
+                    "127.0.0.1:0",
+                    "--scheduler-file",
+                    str(scheduler_file),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+        ]
+        while not scheduler_file.exists():
+            time.sleep(0.2)
+        address = json.loads(scheduler_file.read_text())["address"]
+        cluster += [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "distributed.cli.dask_worker",
+                    address,
+                    "--nthreads",
+                    "1",
+                    "--nworkers",
+                    str(arguments.workers),
+                    "--no-dashboard",
+                    "--memory-limit",
+                    "4GiB",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+        ]
+        from dask.distributed import Client
+
+        with Client(address) as client:
+            client.wait_for_workers(arguments.workers, timeout=120)
+        inputs = [str(folder / "part-*.parquet")]
+        reference = ["--reference-dir", str(HERE / "reference")]
+        runs: dict[str, list[dict]] = {"local": [], "dask": []}
+        try:
+            for round_number in range(arguments.rounds):
+                for engine in ("local", "dask"):
+                    extra = ["--engine", "dask", "--scheduler", address] if engine == "dask" else []
+                    out = folder / f"out-{engine}-{round_number}"
+                    runs[engine].append(
+                        timed([*PA_BATCH, "run", *inputs, "--out", str(out), *reference, *extra])
+                    )
+        finally:
+            for process in cluster:
+                process.terminate()
+            for process in cluster:
+                process.wait()
+    best = {engine: min(results, key=lambda r: r["wall_s"]) for engine, results in runs.items()}
+    report = {
+        "lines": arguments.lines,
+        "files": arguments.files,
+        "powder_share": arguments.powder_share,
+        "workers": arguments.workers,
+        "runs": runs,
+        "client_cpu_share_of_local_cpu": round(best["dask"]["cpu_s"] / best["local"]["cpu_s"], 3),
+        "dask_wall_vs_local": round(best["dask"]["wall_s"] / best["local"]["wall_s"], 2),
+    }
+    print(json.dumps(report, indent=2))
+    if arguments.json:
+        arguments.json.write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
