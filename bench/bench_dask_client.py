@@ -1,12 +1,13 @@
 """What the client of a dask run spends, against the local engine on the same extract.
 
-A scheduler and two single-threaded workers are started as separate processes (``dask
-scheduler``, ``dask worker``), as on a real cluster; then, alternately, ``pa-batch run`` on
-the local engine and on that cluster, each a process of its own whose CPU time (user + sys,
+A scheduler and single-threaded workers are started as separate processes (``dask
+scheduler``, ``dask worker``), as on a real cluster, one cluster for each size asked
+(``--workers 1 2``: the scaling from one worker to two); then, alternately, ``pa-batch run``
+on the local engine and on each cluster, each a process of its own whose CPU time (user + sys,
 from wait4: the process alone, never the workers) and wall time are taken. Also whether
 distributed warned of a large graph (records shipped through the client).
 
-    python bench/bench_dask_client.py --lines 2000000 --files 4 [--powder-share 0.01]
+    python bench/bench_dask_client.py --lines 10000000 --files 40 --workers 1 2
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 HERE = Path(__file__).parent
@@ -42,13 +45,73 @@ def timed(command: list[str]) -> dict:
     }
 
 
+@contextmanager
+def cluster(scheduler_file: Path, workers: int) -> Iterator[str]:
+    """A scheduler and ``workers`` single-threaded worker processes, as on a real cluster
+    (ports the system picks); the scheduler's address."""
+    from dask.distributed import Client
+
+    processes = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "distributed.cli.dask_scheduler",
+                "--port",
+                "0",
+                "--dashboard-address",
+                "127.0.0.1:0",
+                "--scheduler-file",
+                str(scheduler_file),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+    ]
+    try:
+        address = None
+        while address is None:  # the scheduler writes the file once it listens
+            time.sleep(0.2)
+            with suppress(OSError, ValueError):
+                address = json.loads(scheduler_file.read_text())["address"]
+        processes.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "distributed.cli.dask_worker",
+                    address,
+                    "--nthreads",
+                    "1",
+                    "--nworkers",
+                    str(workers),
+                    "--no-dashboard",
+                    "--memory-limit",
+                    "4GiB",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+        )
+        with Client(address) as client:
+            client.wait_for_workers(workers, timeout=120)
+        yield address
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--lines", type=int, default=2_000_000)
     parser.add_argument("--files", type=int, default=4)
     parser.add_argument("--powder-share", type=float, default=0.01)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--workers", type=int, nargs="+", default=[2], help="cluster sizes to run on, e.g. 1 2"
+    )
     parser.add_argument("--json", type=Path)
     arguments = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="pa-batch-dask-bench-") as scratch:
@@ -61,76 +124,35 @@ def main() -> None:
                  "--row-group-rows", "65536", "--out", str(folder / f"part-{index:03}.parquet")],
                 check=True,
             )  # fmt: skip
-        scheduler_file = folder / "scheduler.json"
-        cluster = [
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "distributed.cli.dask_scheduler",
-                    "--port",
-                    "0",
-                    "--dashboard-address",
-                    "127.0.0.1:0",
-                    "--scheduler-file",
-                    str(scheduler_file),
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )  # fmt: skip
-        ]
-        while not scheduler_file.exists():
-            time.sleep(0.2)
-        address = json.loads(scheduler_file.read_text())["address"]
-        cluster += [
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "distributed.cli.dask_worker",
-                    address,
-                    "--nthreads",
-                    "1",
-                    "--nworkers",
-                    str(arguments.workers),
-                    "--no-dashboard",
-                    "--memory-limit",
-                    "4GiB",
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )  # fmt: skip
-        ]
-        from dask.distributed import Client
-
-        with Client(address) as client:
-            client.wait_for_workers(arguments.workers, timeout=120)
         inputs = [str(folder / "part-*.parquet")]
         reference = ["--reference-dir", str(HERE / "reference")]
-        runs: dict[str, list[dict]] = {"local": [], "dask": []}
-        try:
-            for round_number in range(arguments.rounds):
-                for engine in ("local", "dask"):
-                    extra = ["--engine", "dask", "--scheduler", address] if engine == "dask" else []
-                    out = folder / f"out-{engine}-{round_number}"
-                    runs[engine].append(
+        runs: dict[str, list[dict]] = {"local": []}
+        for workers in arguments.workers:
+            runs[f"dask-{workers}"] = []
+        for round_number in range(arguments.rounds):
+            out = folder / f"out-local-{round_number}"
+            runs["local"].append(timed([*PA_BATCH, "run", *inputs, "--out", str(out), *reference]))
+            for workers in arguments.workers:
+                with cluster(folder / f"scheduler-{workers}-{round_number}.json", workers) as at:
+                    out = folder / f"out-dask-{workers}-{round_number}"
+                    extra = ["--engine", "dask", "--scheduler", at]
+                    runs[f"dask-{workers}"].append(
                         timed([*PA_BATCH, "run", *inputs, "--out", str(out), *reference, *extra])
                     )
-        finally:
-            for process in cluster:
-                process.terminate()
-            for process in cluster:
-                process.wait()
     best = {engine: min(results, key=lambda r: r["wall_s"]) for engine, results in runs.items()}
+    most = f"dask-{max(arguments.workers)}"
     report = {
         "lines": arguments.lines,
         "files": arguments.files,
         "powder_share": arguments.powder_share,
         "workers": arguments.workers,
         "runs": runs,
-        "client_cpu_share_of_local_cpu": round(best["dask"]["cpu_s"] / best["local"]["cpu_s"], 3),
-        "dask_wall_vs_local": round(best["dask"]["wall_s"] / best["local"]["wall_s"], 2),
+        "client_cpu_share_of_local_cpu": round(best[most]["cpu_s"] / best["local"]["cpu_s"], 3),
+        "dask_wall_vs_local": round(best[most]["wall_s"] / best["local"]["wall_s"], 2),
     }
+    if len(arguments.workers) > 1:  # throughput from the fewest workers to the most
+        fewest = f"dask-{min(arguments.workers)}"
+        report["scaling"] = round(best[fewest]["wall_s"] / best[most]["wall_s"], 2)
     print(json.dumps(report, indent=2))
     if arguments.json:
         arguments.json.write_text(json.dumps(report, indent=2) + "\n")

@@ -81,13 +81,13 @@ def test_the_dask_client_benchmark_runs_on_a_cluster_of_separate_processes(tmp_p
     report_path = tmp_path / "dask_client.json"
     done = subprocess.run(
         [sys.executable, str(BENCH / "bench_dask_client.py"), "--lines", "20000", "--files",
-         "2", "--rounds", "1", "--json", str(report_path)],
+         "2", "--rounds", "1", "--workers", "1", "2", "--json", str(report_path)],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     report = json.loads(report_path.read_text())
-    for engine in ("local", "dask"):
-        (run,) = report["runs"][engine]
+    assert sorted(report["runs"]) == ["dask-1", "dask-2", "local"]
+    for (run,) in report["runs"].values():
         assert run["cpu_s"] > 0 and run["wall_s"] > 0
         assert not run["large_graph_warning"]
-    assert report["client_cpu_share_of_local_cpu"] > 0
+    assert report["client_cpu_share_of_local_cpu"] > 0 and report["scaling"] > 0
