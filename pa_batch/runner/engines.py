@@ -67,6 +67,10 @@ GROUP_LINES = 1 << 15
 # that of thousands of records
 SCREENED_ROWS = 1 << 15
 DASK = "dask"
+# a worker reads fragments of about this many batches: the local engine checks, scopes and
+# decides what its screen leaves of consecutive batches together, so a fragment of one batch
+# would pay that fixed cost for each; of many, a worker holds more decided lines at once
+FRAGMENT_BATCHES = 4
 # A local cluster's dashboard on a port the system picks, on loopback only: a fixed port
 # (distributed's default 8787) is often taken by a notebook or another run, and distributed
 # then warns and moves; a user who wants the dashboard reads its address from the client.
@@ -300,10 +304,14 @@ class DaskEngine(AbstractContextManager):
         a worker. Its SHA-256 is taken by a worker too, beside them. A CSV file is read
         here (its record numbers are exact only read from the start) and sent in batches."""
         pending: deque[_Work] = deque()
+        deciding = 0  # fragments and batches in flight (a file's end does not count)
         for work in self._work(extracts, batch_rows, on_read):
             pending.append(work)
-            while len(pending) >= self.in_flight:
-                yield from self._finished(pending.popleft(), extracts, on_read)
+            deciding += not work.done
+            while deciding >= self.in_flight:
+                oldest = pending.popleft()
+                deciding -= not oldest.done
+                yield from self._finished(oldest, extracts, on_read)
         while pending:
             yield from self._finished(pending.popleft(), extracts, on_read)
 
@@ -317,7 +325,7 @@ class DaskEngine(AbstractContextManager):
                     return self.client.submit(sha256_of_path, path, pure=False, retries=2)
 
                 digest = hashed()
-                for fragment in parquet_fragments(extract, batch_rows):
+                for fragment in parquet_fragments(extract, FRAGMENT_BATCHES * batch_rows):
 
                     def decided(extract=extract, fragment=fragment):
                         return self.client.submit(
