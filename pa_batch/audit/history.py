@@ -32,7 +32,7 @@ from pa_batch.io.commit import (
     failure_recorded_ns,
     run_dir_name,
 )
-from pa_batch.io.storage import Location, locate
+from pa_batch.io.storage import Location, arrow_source, locate
 
 SUMMARY_JSON = "summary.json"
 DAMAGED = "damaged"
@@ -337,7 +337,7 @@ def _claim_mask(keys: pa.Table, claim_id: str, written: str | None = None) -> pa
 
 
 def _parquet_claim_rows(path: Location, claim_id: str) -> pa.Table:
-    file = pq.ParquetFile(_arrow_source(path))
+    file = pq.ParquetFile(arrow_source(path))
     names = file.schema_arrow.names
     keys = ["claim_id", *(["value"] if "value" in names else [])]
     position = names.index("claim_id")
@@ -368,12 +368,12 @@ def _excluded(group: pq.RowGroupMetaData, position: int, claim_id: str) -> bool:
 
 def _csv_claim_rows(path: Location, claim_id: str) -> pa.Table:
     header = pa_csv.open_csv(
-        _arrow_source(path), read_options=pa_csv.ReadOptions(block_size=1 << 16)
+        arrow_source(path), read_options=pa_csv.ReadOptions(block_size=1 << 16)
     )
     as_text = {field.name: pa.string() for field in header.schema}
     header.close()
     reader = pa_csv.open_csv(
-        _arrow_source(path),
+        arrow_source(path),
         read_options=pa_csv.ReadOptions(block_size=1 << 22, use_threads=False),
         convert_options=pa_csv.ConvertOptions(
             column_types=as_text, strings_can_be_null=False, quoted_strings_can_be_null=False
@@ -397,12 +397,6 @@ def _csv_claim_rows(path: Location, claim_id: str) -> pa.Table:
 _SPREADSHEET_GUARD = r"^'(?=[=+\-@\t\r\n'])"
 
 
-def _arrow_source(path: Location):
-    """What Arrow's readers open: a local path as itself, a store's object as a pyarrow
-    file (ranged reads)."""
-    return path if isinstance(path, Path) else path.open("rb")
-
-
 def read_run_table(run_dir: Location, name: str, columns: list[str] | None = None) -> pd.DataFrame:
     """A committed run's ``results`` or ``rejects``, whichever format it wrote. From CSV,
     every cell is text (empty: missing) with the spreadsheet guard undone, so a claim reads
@@ -412,7 +406,7 @@ def read_run_table(run_dir: Location, name: str, columns: list[str] | None = Non
         if parquet.exists():
             try:
                 # dates as datetime64, not Python dates: those stop at year 9999
-                table = pq.read_table(_arrow_source(parquet), columns=columns)
+                table = pq.read_table(arrow_source(parquet), columns=columns)
                 return table.to_pandas(date_as_object=False)
             except (pa.ArrowException, ValueError, OverflowError) as error:
                 problem = f"not a readable Parquet file ({type(error).__name__})"
@@ -423,7 +417,7 @@ def read_run_table(run_dir: Location, name: str, columns: list[str] | None = Non
             raise RunError(f"no {name} file in the run", file=str(run_dir))
         try:
             frame = pd.read_csv(
-                _arrow_source(text), dtype="str", keep_default_na=False, usecols=columns
+                arrow_source(text), dtype="str", keep_default_na=False, usecols=columns
             )
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError):
             raise _damaged(text, "not a readable CSV file of this run") from None

@@ -56,7 +56,25 @@ PUBLISHED_NAMES = (
 RETIRED_PREFIX = "retired-"  # a run being removed by --keep-runs: out of runs/ first
 
 
-class OutputDirectory:
+class StagedFiles:
+    """What a committer writes before its commit: files in a local staging directory."""
+
+    staging: Path
+
+    def path(self, name: str) -> Path:
+        return self.staging / name
+
+    def write_text(self, name: str, text: str) -> None:
+        self.path(name).write_text(text, encoding="utf-8")
+
+    def write_bytes(self, name: str, payload: bytes) -> None:
+        self.path(name).write_bytes(payload)
+
+    def write_json(self, name: str, payload: dict) -> None:
+        self.write_text(name, json.dumps(payload, indent=2, sort_keys=False) + "\n")
+
+
+class OutputDirectory(StagedFiles):
     """One run's outputs in DIR: a lock, a staging directory, and the atomic commit."""
 
     def __init__(
@@ -129,18 +147,6 @@ class OutputDirectory:
                     "choose another --out",
                     file=str(path),
                 )
-
-    def path(self, name: str) -> Path:
-        return self.staging / name
-
-    def write_text(self, name: str, text: str) -> None:
-        self.path(name).write_text(text, encoding="utf-8")
-
-    def write_bytes(self, name: str, payload: bytes) -> None:
-        self.path(name).write_bytes(payload)
-
-    def write_json(self, name: str, payload: dict) -> None:
-        self.write_text(name, json.dumps(payload, indent=2, sort_keys=False) + "\n")
 
     def commit(self, names: list[str]) -> None:
         """Make the staged files the directory's current run, in one atomic step.
@@ -322,14 +328,13 @@ def record_failure(out_dir: Location, record: dict) -> None:
     ``record`` carries codes, paths and the one-line message, never a cell value.
     """
     failures = out_dir / CONTROL_DIR / "failures"
-    if isinstance(out_dir, StorePath):
+    if isinstance(failures, StorePath):
         record = {**record, "recorded_ns": time.time_ns()}
         with contextlib.suppress(OSError, RunError):  # a PUT replaces an object whole
             if (out_dir / CONTROL_DIR).is_dir():
                 name = f"{run_dir_name(record['run_id'])}.json"
                 (failures / name).write_text(json.dumps(record, indent=2) + "\n")
         return
-    failures = out_dir / CONTROL_DIR / "failures"  # a local directory
     try:
         if not (out_dir / CONTROL_DIR).is_dir():  # no history to stand beside: nothing made
             return

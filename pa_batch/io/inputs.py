@@ -41,7 +41,7 @@ from pa_batch.core.arrow_text import (
 from pa_batch.core.batch import Batch, malformed_frame
 from pa_batch.errors import RunError, os_error_category
 from pa_batch.io.formats import CSV, PARQUET
-from pa_batch.io.storage import Location, StorePath, store_problem
+from pa_batch.io.storage import Location, StorePath, arrow_source, store_problem
 from pa_batch.schemas.claim_extract import INPUT_COLUMNS, POLICY_COLUMNS, REQUIRED_COLUMNS
 
 # 98,304: past it, memory grows and speed hardly does (131,072: 7% faster on an all-powder
@@ -273,6 +273,7 @@ class Extract:
     has_records: bool = True
     sha256: str | None = None  # the file's SHA-256, known once its batches are all read
     parquet_row_group_ends: list[int] = field(default_factory=list)  # Parquet: byte offsets
+    parquet_row_group_rows: list[int] = field(default_factory=list)  # Parquet: records
 
     @property
     def ignored_columns(self) -> list[str]:
@@ -313,16 +314,13 @@ class Fragment:
 def parquet_fragments(extract: Extract, target_rows: int) -> list[Fragment]:
     """The file's row groups, consecutive ones joined until a fragment holds ``target_rows``
     records (a larger row group is a fragment alone): planned from the footer the plan
-    already read, not from the data."""
-    metadata = pq.ParquetFile(
-        _parquet_source(extract.source.path), page_checksum_verification=True
-    ).metadata
+    already read (``open_extract``), without reading the file again."""
     fragments: list[Fragment] = []
     groups: list[int] = []
     first = rows = 0
-    for group in range(metadata.num_row_groups):
+    for group, group_rows in enumerate(extract.parquet_row_group_rows):
         groups.append(group)
-        rows += metadata.row_group(group).num_rows
+        rows += group_rows
         if rows >= target_rows:
             fragments.append(Fragment(tuple(groups), first, rows))
             groups, first, rows = [], first + rows, 0
@@ -335,28 +333,14 @@ def fragment_batches(extract: Extract, fragment: Fragment, batch_rows: int) -> I
     """The records of one fragment, batch by batch, numbered as in the whole file: what a
     worker reads for itself, opening the file through its filesystem (a local path, or a
     store's URL with ranged reads of just these row groups)."""
-    names = extract.header
     with _file_errors(extract.source):
-        parquet = pq.ParquetFile(
-            _parquet_source(extract.source.path),
-            page_checksum_verification=True,
-            pre_buffer=False,
-        )
-        read_so_far = fragment.first_row
-        for record_batch in parquet.iter_batches(
-            batch_size=batch_rows,
+        yield from _parquet_batches(
+            extract,
+            batch_rows,
+            arrow_source(extract.source.path),
             row_groups=list(fragment.row_groups),
-            columns=[names[i] for i in extract.known],
-        ):
-            n = record_batch.num_rows
-            source_rows = np.arange(read_so_far + 1, read_so_far + n + 1, dtype=np.int64)
-            read_so_far += n
-            yield Batch(
-                None,
-                source_rows,
-                raw=_as_cells(record_batch, extract),
-                typed=_typed(record_batch, extract),
-            )
+            first_row=fragment.first_row,
+        )
 
 
 def claim_records(extract: Extract, claim_id: str) -> tuple[list[tuple[int, dict]], str]:
@@ -379,7 +363,7 @@ def claim_records(extract: Extract, claim_id: str) -> tuple[list[tuple[int, dict
 def _parquet_claim_records(extract: Extract, claim_id: str) -> list[tuple[int, dict]]:
     label, names = extract.source.label, extract.header
     file = pq.ParquetFile(
-        _parquet_source(extract.source.path), page_checksum_verification=True, pre_buffer=False
+        arrow_source(extract.source.path), page_checksum_verification=True, pre_buffer=False
     )
     (id_position,) = (p for p, name in extract.known.items() if name == "claim_id")
     found = []
@@ -707,20 +691,18 @@ def _good_record_numbers(good_index: np.ndarray, bad_rows: np.ndarray) -> np.nda
 def _open_parquet(source: InputFile) -> Extract:
     # pages written with CRCs are verified: corruption fails the file instead of
     # becoming plausible values
-    parquet = pq.ParquetFile(_parquet_source(source.path), page_checksum_verification=True)
+    parquet = pq.ParquetFile(arrow_source(source.path), page_checksum_verification=True)
     names = parquet.schema_arrow.names
     return Extract(
         source,
         names,
         canonical_header(names, source.label),
         parquet_row_group_ends=_row_group_ends(source.path, parquet.metadata),
+        parquet_row_group_rows=[
+            parquet.metadata.row_group(group).num_rows
+            for group in range(parquet.metadata.num_row_groups)
+        ],
     )
-
-
-def _parquet_source(path: Location):
-    """What ``pq.ParquetFile`` opens: a local path as itself, a store's file as a pyarrow
-    file (ranged reads: the footer first, then only the column chunks asked for)."""
-    return path.open("rb") if isinstance(path, StorePath) else path
 
 
 def _row_group_ends(path: Location, metadata: pq.FileMetaData) -> list[int]:
@@ -743,15 +725,23 @@ def _row_group_ends(path: Location, metadata: pq.FileMetaData) -> list[int]:
     return sorted(starts[1:]) + [data_end]
 
 
-def _parquet_batches(extract: Extract, batch_rows: int, stream: io.RawIOBase) -> Iterator[Batch]:
+def _parquet_batches(
+    extract: Extract,
+    batch_rows: int,
+    stream,
+    row_groups: list[int] | None = None,
+    first_row: int = 0,
+) -> Iterator[Batch]:
+    """The records of ``stream`` (of its ``row_groups``, all by default, the first of them
+    record ``first_row + 1``), batch by batch."""
     names = extract.header
     # pre_buffer off: with it, iter_batches keeps every row group it has read cached until
     # the file is done (RSS grew by the file's compressed size); each column chunk is read
     # as it is decoded instead
     parquet = pq.ParquetFile(stream, page_checksum_verification=True, pre_buffer=False)
-    read_so_far = 0
+    read_so_far = first_row
     for record_batch in parquet.iter_batches(
-        batch_size=batch_rows, columns=[names[i] for i in extract.known]
+        batch_size=batch_rows, row_groups=row_groups, columns=[names[i] for i in extract.known]
     ):
         n = record_batch.num_rows
         raw = _as_cells(record_batch, extract)

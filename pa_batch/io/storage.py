@@ -178,8 +178,10 @@ def locate(text: str | os.PathLike[str] | StorePath) -> Location:
     return StorePath(url, path.rstrip("/") + rest, filesystem)
 
 
-def is_store(location: object) -> bool:
-    return isinstance(location, StorePath)
+def arrow_source(location: Location) -> Any:
+    """What Arrow's readers open: a local path as itself, a store's object as a pyarrow file
+    (ranged reads: a Parquet footer first, then only the column chunks asked for)."""
+    return location.open("rb") if isinstance(location, StorePath) else location
 
 
 def _without_secrets(text: str) -> str:

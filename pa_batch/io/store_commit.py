@@ -29,7 +29,6 @@ used: pyarrow's filesystems do not expose it.
 from __future__ import annotations
 
 import contextlib
-import json
 import shutil
 import tempfile
 import time
@@ -44,6 +43,7 @@ from pa_batch.io.commit import (
     CONTROL_DIR,
     DEFAULT_KEEP_RUNS,
     OutputDirectory,
+    StagedFiles,
     committed_runs,
     current_run_name,
     new_run_id,
@@ -56,7 +56,7 @@ STALE_SECONDS = 24 * 3600  # an uncommitted run's objects older than this are a 
 _UPLOAD_CHUNK = 1 << 24
 
 
-class StoreOutput:
+class StoreOutput(StagedFiles):
     """One run's outputs under an object-store prefix: local staging, upload, the pointer."""
 
     def __init__(
@@ -89,18 +89,6 @@ class StoreOutput:
         self.staging.mkdir()
         return self
 
-    def path(self, name: str) -> Path:
-        return self.staging / name
-
-    def write_text(self, name: str, text: str) -> None:
-        self.path(name).write_text(text, encoding="utf-8")
-
-    def write_bytes(self, name: str, payload: bytes) -> None:
-        self.path(name).write_bytes(payload)
-
-    def write_json(self, name: str, payload: dict) -> None:
-        self.write_text(name, json.dumps(payload, indent=2, sort_keys=False) + "\n")
-
     def commit(self, names: list[str]) -> None:
         """Upload every staged file under the run's prefix, then put the pointer: the
         commit. ``names`` (the published files) go last but one, summary.json last."""
@@ -130,8 +118,7 @@ class StoreOutput:
 
     def _upload(self, source: Path, target: StorePath) -> None:
         with source.open("rb") as reading, target.open("wb") as writing:
-            for chunk in iter(lambda: reading.read(_UPLOAD_CHUNK), b""):
-                writing.write(chunk)
+            shutil.copyfileobj(reading, writing, _UPLOAD_CHUNK)
 
     def _delete(self, prefix: StorePath) -> None:
         with store_errors(prefix.url):
