@@ -112,8 +112,13 @@ def main() -> None:
     parser.add_argument(
         "--workers", type=int, nargs="+", default=[2], help="cluster sizes to run on, e.g. 1 2"
     )
+    parser.add_argument(
+        "--shape", choices=["typed-parquet", "csv"], default="typed-parquet",
+        help="the extracts' shape: typed Parquet in 64K-row groups, or CSV (a file a part)",
+    )  # fmt: skip
     parser.add_argument("--json", type=Path)
     arguments = parser.parse_args()
+    suffix = "csv" if arguments.shape == "csv" else "parquet"
     with tempfile.TemporaryDirectory(prefix="pa-batch-dask-bench-") as scratch:
         folder = Path(scratch)
         for index in range(arguments.files):
@@ -121,10 +126,10 @@ def main() -> None:
                 [sys.executable, str(HERE / "extracts.py"),
                  "--lines", str(arguments.lines // arguments.files),
                  "--powder-share", str(arguments.powder_share), "--typed",
-                 "--row-group-rows", "65536", "--out", str(folder / f"part-{index:03}.parquet")],
+                 "--row-group-rows", "65536", "--out", str(folder / f"part-{index:03}.{suffix}")],
                 check=True,
             )  # fmt: skip
-        inputs = [str(folder / "part-*.parquet")]
+        inputs = [str(folder / f"part-*.{suffix}")]
         reference = ["--reference-dir", str(HERE / "reference")]
         runs: dict[str, list[dict]] = {"local": []}
         for workers in arguments.workers:
@@ -145,6 +150,7 @@ def main() -> None:
         "lines": arguments.lines,
         "files": arguments.files,
         "powder_share": arguments.powder_share,
+        "shape": arguments.shape,
         "workers": arguments.workers,
         "runs": runs,
         "client_cpu_share_of_local_cpu": round(best[most]["cpu_s"] / best["local"]["cpu_s"], 3),

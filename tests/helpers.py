@@ -51,11 +51,8 @@ class Run:
         return json.loads((self.out / "summary.json").read_text())
 
     def table(self, name: str) -> pd.DataFrame:
-        for suffix, read in ((".parquet", pd.read_parquet), (".csv", _read_csv_text)):
-            path = self.out / f"{name}{suffix}"
-            if path.exists():
-                return read(path)
-        raise FileNotFoundError(name)
+        """The run's ``name`` table: one file, or a dataset's parts in name order."""
+        return read_table(self.out, name)
 
     @property
     def results(self) -> pd.DataFrame:
@@ -68,6 +65,30 @@ class Run:
 
 def _read_csv_text(path: Path) -> pd.DataFrame:
     return pd.read_csv(path, dtype="str", keep_default_na=False)
+
+
+def table_bytes(out: Path, name: str) -> bytes:
+    """An output table's bytes: its one file's, or its parts' in name order."""
+    for suffix in (".parquet", ".csv"):
+        if (out / f"{name}{suffix}").exists():
+            return (out / f"{name}{suffix}").read_bytes()
+    parts = sorted((out / name).glob("part-*"))
+    if not parts:
+        raise FileNotFoundError(name)
+    return b"".join(part.read_bytes() for part in parts)
+
+
+def read_table(out: Path, name: str) -> pd.DataFrame:
+    """An output table as written: ``name.parquet`` or ``name.csv`` (a local run), or the
+    parts ``name/part-*`` (a dask run) read in name order and joined."""
+    for suffix, read in ((".parquet", pd.read_parquet), (".csv", _read_csv_text)):
+        path = out / f"{name}{suffix}"
+        if path.exists():
+            return read(path)
+        parts = sorted((out / name).glob(f"part-*{suffix}"))
+        if parts:
+            return pd.concat([read(part) for part in parts], ignore_index=True)
+    raise FileNotFoundError(name)
 
 
 def run_lines(folder: Path, lines: list[dict[str, str]], *args: str) -> Path:

@@ -4,17 +4,18 @@ an address that is no address, and workers that die holding the reference data."
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import subprocess
 import sys
 
 import pandas as pd
 import pytest
-from helpers import HEADER, held_port
+from helpers import HEADER, held_port, read_table
 from typer.testing import CliRunner
 
 from pa_batch.cli import app
-from pa_batch.runner import engines
+from pa_batch.runner import dask_engine, engines
 
 pytestmark = pytest.mark.dask
 
@@ -83,7 +84,7 @@ def _kill_workers(client, how_many: int) -> None:
 def test_workers_that_die_holding_the_reference_data_are_survived(
     tmp_path, cluster, monkeypatch, lost, fmt
 ):
-    original = engines.DaskEngine._scatter
+    original = dask_engine.DaskEngine._scatter
     scattered = []
 
     def scatter_then_lose_the_workers(self):
@@ -98,7 +99,7 @@ def test_workers_that_die_holding_the_reference_data_are_survived(
         else:
             _kill_workers(self.client, 2)
 
-    monkeypatch.setattr(engines.DaskEngine, "_scatter", scatter_then_lose_the_workers)
+    monkeypatch.setattr(dask_engine.DaskEngine, "_scatter", scatter_then_lose_the_workers)
     extract = _extract(tmp_path)
     if fmt == "parquet":
         frame = pd.read_csv(extract, dtype="str")
@@ -113,8 +114,7 @@ def test_workers_that_die_holding_the_reference_data_are_survived(
     local = CliRunner().invoke(app, ["run", str(extract), "--out", str(tmp_path / "local")])
     assert local.exit_code == 0
     pd.testing.assert_frame_equal(
-        pd.read_parquet(tmp_path / "dask" / "results.parquet"),
-        pd.read_parquet(tmp_path / "local" / "results.parquet"),
+        read_table(tmp_path / "dask", "results"), read_table(tmp_path / "local", "results")
     )
 
 
@@ -123,7 +123,7 @@ def test_workers_that_die_holding_the_reference_data_are_survived(
 
 def _fragmented_parquet(path, corrupt: bool = False):
     """2,000 records in row groups of 100: powder lines and others, rejects, and keys that
-    repeat across row groups (duplicates found across fragments). With ``corrupt``, a data
+    repeat across row groups (duplicates within a fragment and across fragments). With ``corrupt``, a data
     page in the middle fails its checksum."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -132,7 +132,8 @@ def _fragmented_parquet(path, corrupt: bool = False):
     for n in range(2000):
         powder = n % 3 == 0
         rows.append({
-            "claim_id": f"C{n % 1500}",  # ids 0-499 come back in the last row groups
+            # ids 0-299 come back in the second fragment, ids 1299-1498 within it
+            "claim_id": f"C{n if n < 1500 else n - 1500 if n < 1800 else n - 501}",
             "line_number": "1" if n % 97 else "x",
             "member_id": "M1",
             "member_birth_date": "1980-01-02",
@@ -182,15 +183,24 @@ def test_workers_read_their_own_parquet_fragments_from_s3(tmp_path, s3, s3_clust
               s3_cluster.scheduler_address, "--batch-rows", "300"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    for name in ("results.parquet", "rejects.parquet"):
-        assert (tmp_path / "dask" / name).read_bytes() == (tmp_path / "local" / name).read_bytes()
+    # the workers wrote a part per fragment: 2,000 records in fragments of 4 x 300
+    assert [p.name for p in sorted((tmp_path / "dask" / "results").iterdir())] == [
+        "part-000000.parquet",
+        "part-000001.parquet",
+    ]
+    for name in ("results", "rejects"):  # the parts in order: the local run's rows
+        pd.testing.assert_frame_equal(
+            read_table(tmp_path / "dask", name), read_table(tmp_path / "local", name)
+        )
     summaries = [
         pd.read_json(tmp_path / d / "summary.json", typ="series") for d in ("dask", "local")
     ]
     assert summaries[0]["counts"] == summaries[1]["counts"]
     assert summaries[0]["inputs"][0]["sha256"] == summaries[1]["inputs"][0]["sha256"]
-    rejects = pd.read_parquet(tmp_path / "dask" / "rejects.parquet")
-    assert (rejects["error_code"] == "DUPLICATE_KEY").sum() > 0  # across fragments
+    rejects = read_table(tmp_path / "dask", "rejects")
+    duplicates = rejects[rejects["error_code"] == "DUPLICATE_KEY"]
+    first_at = duplicates["message"].str.extract(r"row (\d+)\)$")[0].astype(int)
+    assert (first_at < 400).any() and (first_at > 1250).any()  # across fragments and within
 
 
 def test_a_corrupt_fragment_on_a_worker_fails_the_run_in_one_line(tmp_path, s3, s3_cluster):
@@ -203,4 +213,44 @@ def test_a_corrupt_fragment_on_a_worker_fails_the_run_in_one_line(tmp_path, s3, 
     last = result.output.strip().splitlines()[-1]
     assert last.startswith(f"pa-batch: error: {url}: cannot read PARQUET file (")
     assert "Traceback" not in result.output
-    assert not (tmp_path / "out" / "results.parquet").exists()
+    assert not (tmp_path / "out" / "results").exists()
+
+
+def test_workers_write_their_parts_to_a_store_and_every_reading_command_reads_them(
+    tmp_path, s3, s3_cluster
+):
+    """A dask run with an s3:// output: the workers put the parts under the run's prefix
+    themselves, the pointer commits them, no working file is left; the library, diff and
+    explain read the dataset as they read a local run's single files."""
+    import pa_batch
+
+    url = s3.put("claims/fragmented.parquet", _fragmented_parquet(tmp_path / "f.parquet"))
+    out = s3.url("out")
+    local = pa_batch.run(url, out, run_id="local")
+    on_dask = pa_batch.run(url, out, run_id="dask", engine="dask",
+                           scheduler=s3_cluster.scheduler_address, batch_rows=300)  # fmt: skip
+    run = "out/.pa-batch/runs/dask/"
+    # (pyarrow marks the run's prefix with an empty object when its working files go)
+    assert [key[len(run) :] for key in s3.keys(run) if key != run] == [
+        ".committed", "policy.toml", "reference.products.csv", "reference.shortages.csv",
+        "rejects/part-000000.parquet", "rejects/part-000001.parquet",
+        "results/part-000000.parquet", "results/part-000001.parquet",
+        "summary.html", "summary.json", "summary.md",
+    ]  # fmt: skip
+    outputs = on_dask.summary["outputs"]
+    assert (outputs["results"], outputs["rejects"]) == ("results", "rejects")
+    assert (
+        outputs["sha256"]["results/part-000001.parquet"]
+        == hashlib.sha256(s3.read(run + "results/part-000001.parquet")).hexdigest()
+    )
+
+    pd.testing.assert_frame_equal(on_dask.results(), local.results())
+    pd.testing.assert_frame_equal(on_dask.rejects(), local.rejects())
+    difference = CliRunner().invoke(
+        app, ["diff", "local", "dask", "--in", out, "--out", str(tmp_path / "diff.csv")]
+    )
+    assert difference.exit_code == 0, difference.output
+    assert pd.read_csv(tmp_path / "diff.csv").empty  # the same decisions, line for line
+    explained = CliRunner().invoke(app, ["explain", out, "C1299"])  # a key met twice
+    assert explained.exit_code == 0, explained.output
+    assert "DUPLICATE_KEY" in explained.output

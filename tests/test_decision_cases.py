@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from helpers import FIXTURES, VALID_LINE, run_lines
+from helpers import FIXTURES, VALID_LINE, read_table, run_lines
 
 CASES = pd.read_csv(FIXTURES / "decision_cases.csv", dtype="str", keep_default_na=False)
 
@@ -24,7 +24,7 @@ def decided(tmp_path_factory, module_engine) -> pd.DataFrame:
     ]
     folder = tmp_path_factory.mktemp("decision_cases")
     out = run_lines(folder, lines, "--reference-dir", str(FIXTURES / "reference"), *module_engine)
-    results = pd.read_parquet(out / "results.parquet")
+    results = read_table(out, "results")
     assert len(results) == len(CASES), "every case must be evaluated, none rejected"
     return results.set_index("claim_id")
 

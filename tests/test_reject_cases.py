@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from helpers import FIXTURES, VALID_LINE, run_lines
+from helpers import FIXTURES, VALID_LINE, read_table, run_lines
 
 CASES = pd.read_csv(FIXTURES / "reject_cases.csv", dtype="str", keep_default_na=False)
 
@@ -18,9 +18,9 @@ def rejected(tmp_path_factory, module_engine) -> pd.DataFrame:
     ]
     control = {**VALID_LINE, "claim_id": "CONTROL"}
     out = run_lines(tmp_path_factory.mktemp("reject_cases"), [*changed, control], *module_engine)
-    results = pd.read_parquet(out / "results.parquet")
+    results = read_table(out, "results")
     assert results["claim_id"].tolist() == ["CONTROL"], "only the unchanged line is evaluated"
-    return pd.read_parquet(out / "rejects.parquet")
+    return read_table(out, "rejects")
 
 
 @pytest.mark.parametrize(

@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 from pa_batch.audit.history import reading_run
 from pa_batch.errors import RunError
 from pa_batch.io.storage import Location
+from pa_batch.io.tables import table_files
 
 KEY = ["claim_id", "line_number"]
 COMPARED = ["decision", "reasons", "approval_start", "approval_end"]
@@ -81,20 +82,24 @@ def difference_batches(old_run: Location, new_run: Location) -> Iterator[pa.Reco
             connection.close()
 
 
-def _local_run(run_dir: Location, scratch: Path) -> Path:
-    """The run's own directory if it is local; a run on an object store has its results
-    file copied into ``scratch`` first (DuckDB reads local files; its own S3 extension would
-    be a download at run time), streamed, never held in memory."""
-    if isinstance(run_dir, Path):
-        return run_dir
-    scratch.mkdir()
+def _local_run(run_dir: Location, scratch: Path) -> list[Path]:
+    """The run's results files (one, or a dataset's parts), local: a run on an object store
+    has them copied into ``scratch`` first (DuckDB reads local files; its own S3 extension
+    would be a download at run time), streamed, never held in memory."""
     with reading_run(run_dir):
-        for name in ("results.parquet", "results.csv"):
-            if (run_dir / name).exists():
-                with (run_dir / name).open("rb") as source, (scratch / name).open("wb") as copy:
-                    shutil.copyfileobj(source, copy, 1 << 24)
-                break
-    return scratch
+        files = table_files(run_dir, "results")
+        if not files:
+            raise RunError("no results file in the run", file=str(run_dir))
+        if isinstance(run_dir, Path):
+            return [Path(str(path)) for path in files]
+        scratch.mkdir()
+        copies = []
+        for path in files:
+            copy = scratch / path.name
+            with path.open("rb") as source, copy.open("wb") as target:
+                shutil.copyfileobj(source, target, 1 << 24)
+            copies.append(copy)
+    return copies
 
 
 def _quoted(text: str) -> str:
@@ -118,20 +123,16 @@ def _readable(path: Path) -> None:
         raise RunError("damaged: not the results file of a run", file=str(path))
 
 
-def _results_sql(run_dir: Path) -> str:
+def _results_sql(files: list[Path]) -> str:
     """A run's results as (KEY, service_date, COMPARED), typed, from Parquet or CSV."""
-    parquet, text = run_dir / "results.parquet", run_dir / "results.csv"
-    with reading_run(run_dir):
-        _readable(parquet if parquet.exists() else text)
-    if parquet.exists():
+    for path in files:
+        _readable(path)
+    listed = "[" + ", ".join(f"'{_quoted(str(path))}'" for path in files) + "]"
+    if files[0].suffix == ".parquet":
         return (
             "SELECT claim_id, line_number, service_date, decision, coalesce(reasons, '') AS "
-            "reasons, approval_start, approval_end FROM read_parquet('"
-            + _quoted(str(parquet))
-            + "')"
+            f"reasons, approval_start, approval_end FROM read_parquet({listed})"
         )
-    if not text.exists():
-        raise RunError("no results file in the run", file=str(run_dir))
 
     def cell(name: str) -> str:
         return f"nullif(regexp_replace({name}, '{_quoted(_GUARD)}', '\\1'), '')"
@@ -142,7 +143,7 @@ def _results_sql(run_dir: Path) -> str:
         f"{cell('decision')} AS decision, coalesce({cell('reasons')}, '') AS reasons, "
         f"CAST({cell('approval_start')} AS DATE) AS approval_start, "
         f"CAST({cell('approval_end')} AS DATE) AS approval_end "
-        f"FROM read_csv('{_quoted(str(text))}', all_varchar = true, header = true, "
+        f"FROM read_csv({listed}, all_varchar = true, header = true, "
         "delim = ',', quote = '\"', escape = '\"')"
     )
 

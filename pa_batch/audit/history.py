@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -33,6 +34,7 @@ from pa_batch.io.commit import (
     run_dir_name,
 )
 from pa_batch.io.storage import Location, arrow_source, locate
+from pa_batch.io.tables import table_files
 
 SUMMARY_JSON = "summary.json"
 DAMAGED = "damaged"
@@ -305,26 +307,43 @@ def read_claim_rows(run_dir: Location, name: str, claim_id: str) -> pd.DataFrame
     ``claim_id`` — and, for a malformed record, whose value contains it — as
     ``read_run_table`` would give them, read a row group or block at a time: memory follows
     one group and the claim's rows, not the file. A Parquet row group whose claim_id
-    statistics exclude the id is skipped unread."""
-    parquet, text = run_dir / f"{name}.parquet", run_dir / f"{name}.csv"
+    statistics exclude the id is skipped unread. A dataset's parts are read in turn."""
     with reading_run(run_dir):
-        if parquet.exists():
+        files = _table_files(run_dir, name)
+        if files[0].name.endswith(".parquet"):
+            return pd.concat(
+                [_read_parquet(path, _parquet_claim_rows, claim_id) for path in files],
+                ignore_index=True,
+            )
+        tables = []
+        for path in files:
             try:
-                return _parquet_claim_rows(parquet, claim_id).to_pandas(date_as_object=False)
-            except (pa.ArrowException, ValueError, OverflowError, KeyError) as error:
-                problem = f"not a readable Parquet file ({type(error).__name__})"
-                raise _damaged(parquet, problem) from None
-        if not text.exists():
-            if not run_dir.exists():
-                raise FileNotFoundError(2, "retired", str(text))
-            raise RunError(f"no {name} file in the run", file=str(run_dir))
-        try:
-            table = _csv_claim_rows(text, claim_id)
-        except (pa.ArrowException, ValueError, KeyError):
-            raise _damaged(text, "not a readable CSV file of this run") from None
-    frame = table.to_pandas()
+                tables.append(_csv_claim_rows(path, claim_id))
+            except (pa.ArrowException, ValueError, KeyError):
+                raise _damaged(path, "not a readable CSV file of this run") from None
+    frame = pa.concat_tables(tables).to_pandas()
     frame = frame.apply(lambda cells: cells.str.replace(_SPREADSHEET_GUARD, "", regex=True))
     return frame.replace({"": None})
+
+
+def _table_files(run_dir: Location, name: str) -> list[Location]:
+    """The run's ``name`` table's files (one, or a dataset's parts); fails if it has none."""
+    files = table_files(run_dir, name)
+    if not files:
+        if not run_dir.exists():
+            raise FileNotFoundError(2, "retired", str(run_dir / name))
+        raise RunError(f"no {name} file in the run", file=str(run_dir))
+    return files
+
+
+def _read_parquet(path: Location, read: Callable[..., pa.Table], *args: Any) -> pd.DataFrame:
+    """``read(path, *args)`` as a frame; a file that is no Parquet fails naming it."""
+    try:
+        # dates as datetime64, not Python dates: those stop at year 9999
+        return read(path, *args).to_pandas(date_as_object=False)
+    except (pa.ArrowException, ValueError, OverflowError, KeyError) as error:
+        problem = f"not a readable Parquet file ({type(error).__name__})"
+        raise _damaged(path, problem) from None
 
 
 def _claim_mask(keys: pa.Table, claim_id: str, written: str | None = None) -> pa.Array:
@@ -398,28 +417,33 @@ _SPREADSHEET_GUARD = r"^'(?=[=+\-@\t\r\n'])"
 
 
 def read_run_table(run_dir: Location, name: str, columns: list[str] | None = None) -> pd.DataFrame:
-    """A committed run's ``results`` or ``rejects``, whichever format it wrote. From CSV,
-    every cell is text (empty: missing) with the spreadsheet guard undone, so a claim reads
-    the same from either format. A damaged file fails naming it."""
-    parquet, text = run_dir / f"{name}.parquet", run_dir / f"{name}.csv"
+    """A committed run's ``results`` or ``rejects``, whichever format and layout it wrote
+    (one file, or a dataset's parts in order). From CSV, every cell is text (empty:
+    missing) with the spreadsheet guard undone, so a claim reads the same from either
+    format. A damaged file fails naming it."""
     with reading_run(run_dir):
-        if parquet.exists():
+        files = _table_files(run_dir, name)
+        if files[0].name.endswith(".parquet"):
+
+            def read(path: Location) -> pa.Table:
+                return pq.read_table(arrow_source(path), columns=columns)
+
+            return pd.concat([_read_parquet(path, read) for path in files], ignore_index=True)
+        frames = []
+        for path in files:
             try:
-                # dates as datetime64, not Python dates: those stop at year 9999
-                table = pq.read_table(arrow_source(parquet), columns=columns)
-                return table.to_pandas(date_as_object=False)
-            except (pa.ArrowException, ValueError, OverflowError) as error:
-                problem = f"not a readable Parquet file ({type(error).__name__})"
-                raise _damaged(parquet, problem) from None
-        if not text.exists():
-            if not run_dir.exists():
-                raise FileNotFoundError(2, "retired", str(text))
-            raise RunError(f"no {name} file in the run", file=str(run_dir))
-        try:
-            frame = pd.read_csv(
-                arrow_source(text), dtype="str", keep_default_na=False, usecols=columns
-            )
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError):
-            raise _damaged(text, "not a readable CSV file of this run") from None
+                frames.append(
+                    pd.read_csv(
+                        arrow_source(path), dtype="str", keep_default_na=False, usecols=columns
+                    )
+                )
+            except (
+                pd.errors.ParserError,
+                pd.errors.EmptyDataError,
+                UnicodeDecodeError,
+                ValueError,
+            ):
+                raise _damaged(path, "not a readable CSV file of this run") from None
+    frame = pd.concat(frames, ignore_index=True)
     frame = frame.apply(lambda cells: cells.str.replace(_SPREADSHEET_GUARD, "", regex=True))
     return frame.replace({"": None})

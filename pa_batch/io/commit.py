@@ -3,7 +3,9 @@ directory's current run in one atomic step; the history of committed runs is kep
 
 Layout of an output directory DIR::
 
-    DIR/results.parquet  -> .pa-batch/current/results.parquet   (and rejects, summaries)
+    DIR/results.parquet  -> .pa-batch/current/results.parquet   (and rejects, summaries;
+                                                                  a dask run: DIR/results/,
+                                                                  a folder of parts)
     DIR/.pa-batch/current -> runs/<run id>                       (one atomic symlink swap)
     DIR/.pa-batch/runs/<run id>/                                 (a committed run; .committed
                                                                   marks it; --keep-runs newest)
@@ -46,9 +48,16 @@ DIR_MODE = 0o750
 _TEMPORARY_LINK_SUFFIX = ".pa-batch-tmp"
 _JSON_TEMPORARY_SUFFIX = ".tmp"  # .last_attempt.json.1a2b3c4d.tmp, while it is written
 _JSON_TEMPORARY_GLOB = f".*.json.*{_JSON_TEMPORARY_SUFFIX}"
-# every name an output directory may publish, in either format
-PUBLISHED_NAMES = (
+# every name a run's results or rejects may have in DIR: one file in either format, or a
+# dataset of parts (the dask engine's)
+TABLE_NAMES = (
     *(f"{table}.{fmt}" for table in ("results", "rejects") for fmt in (PARQUET, CSV)),
+    "results",
+    "rejects",
+)
+# every name an output directory may publish
+PUBLISHED_NAMES = (
+    *TABLE_NAMES,
     "summary.json",
     "summary.md",
     "summary.html",
@@ -60,6 +69,7 @@ class StagedFiles:
     """What a committer writes before its commit: files in a local staging directory."""
 
     staging: Path
+    scratch: Path  # working files of this process (spilled claim keys), never published
 
     def path(self, name: str) -> Path:
         return self.staging / name
@@ -72,6 +82,18 @@ class StagedFiles:
 
     def write_json(self, name: str, payload: dict) -> None:
         self.write_text(name, json.dumps(payload, indent=2, sort_keys=False) + "\n")
+
+    def dataset(self, name: str) -> Location:
+        """A staged folder that the workers of a cluster write parts into."""
+        folder = self.staging / name
+        folder.mkdir(mode=DIR_MODE)
+        return folder
+
+    def shared_scratch(self) -> Location:
+        """Working files the workers of a cluster write and read (never published)."""
+        folder = self.scratch / "shared"
+        folder.mkdir(parents=True, mode=DIR_MODE)
+        return folder
 
 
 class OutputDirectory(StagedFiles):
@@ -135,8 +157,9 @@ class OutputDirectory(StagedFiles):
         return self
 
     def refuse_foreign_files(self, names: list[str]) -> None:
-        """Fail, naming it, if a name to publish is taken by something this tool did not write."""
-        for name in names:
+        """Fail, naming it, if a name to publish is taken by something this tool did not write
+        (or a table's name in the other layout: a reader of DIR would take it for ours)."""
+        for name in [*names, *(table for table in TABLE_NAMES if table not in names)]:
             path = self.out_dir / name
             if not (path.exists() or path.is_symlink()):
                 continue
@@ -155,8 +178,7 @@ class OutputDirectory(StagedFiles):
         """
         self.refuse_foreign_files(names)
         for staged in self.staging.iterdir():  # the published names and the run's own copies
-            os.chmod(staged, FILE_MODE)
-            _fsync(staged)
+            _settle(staged)
         run_dir = self.control / "runs" / self.name
         run_dir.parent.mkdir(exist_ok=True, mode=DIR_MODE)
         os.rename(self.staging, run_dir)
@@ -433,6 +455,15 @@ def _atomic_symlink(target: Path, link: Path) -> None:
     temporary = link.with_name(f".{link.name}.{uuid.uuid4().hex[:8]}{_TEMPORARY_LINK_SUFFIX}")
     os.symlink(target, temporary)
     os.replace(temporary, link)
+
+
+def _settle(path: Path) -> None:
+    """A staged file (or a dataset's folder, and its parts) private and on disk."""
+    if path.is_dir():
+        for part in path.iterdir():
+            _settle(part)
+    os.chmod(path, DIR_MODE if path.is_dir() else FILE_MODE)
+    _fsync(path)
 
 
 def _fsync(path: Path) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -233,3 +234,13 @@ def store_errors(url: str) -> Iterator[None]:
             raise
         message, category = found
         raise RunError(message, file=url, category=category) from None
+
+
+def remove_tree(location: Location) -> None:
+    """A folder or prefix and everything under it, if it is there."""
+    if isinstance(location, StorePath):
+        with store_errors(location.url):
+            if location.filesystem.get_file_info(location.path).type == pafs.FileType.Directory:
+                location.filesystem.delete_dir(location.path)
+        return
+    shutil.rmtree(location, ignore_errors=True)

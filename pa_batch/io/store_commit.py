@@ -49,7 +49,7 @@ from pa_batch.io.commit import (
     new_run_id,
     run_dir_name,
 )
-from pa_batch.io.storage import Location, StorePath, store_errors
+from pa_batch.io.storage import Location, StorePath, remove_tree, store_errors
 
 POINTER = "current"
 STALE_SECONDS = 24 * 3600  # an uncommitted run's objects older than this are a killed run's
@@ -89,11 +89,22 @@ class StoreOutput(StagedFiles):
         self.staging.mkdir()
         return self
 
+    def dataset(self, name: str) -> StorePath:
+        """Workers write a dataset's parts under the run's prefix themselves: not staged."""
+        return self.run_prefix / name
+
+    def shared_scratch(self) -> StorePath:
+        """Working files of the workers, under the run's prefix (removed before the commit
+        by their user; a killed run's go with its stale prefix)."""
+        return self.run_prefix / ".scratch"
+
     def commit(self, names: list[str]) -> None:
         """Upload every staged file under the run's prefix, then put the pointer: the
-        commit. ``names`` (the published files) go last but one, summary.json last."""
-        staged = sorted(p.name for p in self.staging.iterdir() if p.name not in names)
-        for name in [*staged, *names]:
+        commit. ``names`` (the published files) go last but one, summary.json last; a
+        dataset the workers wrote is already there."""
+        local = {path.name for path in self.staging.iterdir()}
+        staged = sorted(local.difference(names))
+        for name in [*staged, *(name for name in names if name in local)]:
             self._upload(self.staging / name, self.run_prefix / name)
         (self.control / POINTER).write_text(f"{self.name}\n")
         # Committed: DIR's pointer names the new run from here on. What follows is tidying;
@@ -121,9 +132,7 @@ class StoreOutput(StagedFiles):
             shutil.copyfileobj(reading, writing, _UPLOAD_CHUNK)
 
     def _delete(self, prefix: StorePath) -> None:
-        with store_errors(prefix.url):
-            if prefix.filesystem.get_file_info(prefix.path).type == pafs.FileType.Directory:
-                prefix.filesystem.delete_dir(prefix.path)
+        remove_tree(prefix)
 
     def _remove_stale_runs(self) -> None:
         """Objects of runs killed before their pointer (no mark, not current), once stale."""

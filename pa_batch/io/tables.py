@@ -1,11 +1,14 @@
 """Output tables: results, rejects and diffs streamed to Parquet or CSV with a fixed Arrow
 schema, the bytes independent of how rows arrived in batches; CSV cells guarded against
-spreadsheet formulas, reversibly."""
+spreadsheet formulas, reversibly.
+
+A run's table is one file (``results.parquet``: the local engine) or a dataset of parts
+(``results/part-000000.parquet``, ...: the dask engine, each part written by the worker that
+decided it), the parts in input order by name; ``table_files`` finds either."""
 
 from __future__ import annotations
 
 from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,6 +18,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from pa_batch.io.formats import CSV, PARQUET
+from pa_batch.io.storage import Location, StorePath
 
 # a leading ' is guarded too, so the guard is reversible: reading strips one ' before any of
 # these (audit.history.read_run_table), and '=x and =x never read back as the same cell
@@ -24,6 +28,30 @@ _PLAIN_NUMBER = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"
 # Parquet row groups have a fixed size, so the bytes written never depend on --batch-rows;
 # half a default batch, so the writer never holds more than one batch of results waiting
 PARQUET_ROW_GROUP_ROWS = 1 << 16
+PART_PREFIX = "part-"
+
+
+def part_name(number: int, fmt: str) -> str:
+    """A dataset part's file name: in input order when sorted by name."""
+    return f"{PART_PREFIX}{number:06d}.{fmt}"
+
+
+def table_files(run_dir: Location, name: str) -> list[Location]:
+    """The files of a run's ``name`` table (results or rejects), in input order: the one
+    file a local run wrote, or the parts of a dataset; none if the run has neither."""
+    for fmt in (PARQUET, CSV):
+        single = run_dir / f"{name}.{fmt}"
+        if single.exists():
+            return [single]
+    dataset = run_dir / name
+    if not dataset.is_dir():
+        return []
+    parts = [
+        part
+        for part in dataset.iterdir()
+        if part.name.startswith(PART_PREFIX) and part.name.endswith((f".{PARQUET}", f".{CSV}"))
+    ]
+    return sorted(parts, key=lambda part: part.name)
 
 
 def to_arrow(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
@@ -85,22 +113,25 @@ class TableWriter:
     and a failure of it is raised by the next ``write`` or by ``close``.
     """
 
-    def __init__(self, path: Path, schema: pa.Schema, fmt: str):
+    def __init__(self, path: Location, schema: pa.Schema, fmt: str):
         self.path = path
         self.schema = schema
         self.format = fmt
         self.rows = 0
+        # a store's object is a stream (one upload, whole when closed); a local file, a path
+        self._sink = path.open("wb") if isinstance(path, StorePath) else None
+        where = self._sink if self._sink is not None else path
         self._pending: list[pa.Table] = []  # Parquet rows not yet making a whole row group
         self._pending_rows = 0
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pa-batch-write")
         self._in_flight: Future | None = None
         if fmt == PARQUET:
             self._writer = pq.ParquetWriter(
-                path, schema, compression="zstd", write_statistics=statistics_columns(schema)
+                where, schema, compression="zstd", write_statistics=statistics_columns(schema)
             )
         else:
             self._writer = pa_csv.CSVWriter(
-                path, schema, write_options=pa_csv.WriteOptions(quoting_style="needed")
+                where, schema, write_options=pa_csv.WriteOptions(quoting_style="needed")
             )
 
     def write(self, frame: pd.DataFrame, keep: np.ndarray | None = None) -> None:
@@ -137,6 +168,8 @@ class TableWriter:
             if self.format == PARQUET:
                 self._flush_row_groups(final=True)
             self._writer.close()
+            if self._sink is not None:
+                self._sink.close()
         finally:
             self._thread.shutdown(wait=True)
 

@@ -2,9 +2,11 @@
 
 - **plan**: expand the input arguments, open every extract (each header is checked before
   any record is decided: a bad third file fails at once), load the policy and reference data.
-- **execute**: each extract's batches through an engine (``engines``: where the pure batch
-  work of ``core.batch`` runs), the run state (``state.finish_batch``: duplicate keys) applied
-  in input order, results and rejects streamed to the run's staging directory.
+- **execute**: on the local engine, each extract's batches decided (``engines``: where the
+  pure batch work of ``core.batch`` runs), the run state (``state.finish_batch``: duplicate
+  keys) applied in input order, results and rejects streamed to the run's staging
+  directory; on the dask engine, the workers write the results and rejects as parts
+  themselves and find the run's duplicate keys together (``dask_engine``, ``parts``).
 - **reconcile**: every record read has exactly one outcome, every decided line one result
   row, or nothing is committed.
 - **commit**: summaries, the run's own copies of policy and reference data, then the atomic
@@ -32,8 +34,10 @@ from pa_batch.io.store_commit import StoreOutput, output_for
 from pa_batch.io.tables import TableWriter
 from pa_batch.policy.definition import PolicyDefinition, load_policy
 from pa_batch.policy.reference import load_reference
-from pa_batch.runner.engines import LOCAL, open_engine
+from pa_batch.runner.dask_engine import DaskEngine
+from pa_batch.runner.engines import DASK, LOCAL, LocalEngine
 from pa_batch.runner.events import Events
+from pa_batch.runner.parts import PartsTarget
 from pa_batch.runner.report import summary_html
 from pa_batch.runner.state import ClaimKeyRegistry, finish_batch
 from pa_batch.runner.summary import (
@@ -90,6 +94,7 @@ class Plan:
     reference: ReferenceData
     results_name: str
     rejects_name: str
+    as_parts: bool = False  # results and rejects as datasets of parts, written by workers
 
     @property
     def published(self) -> list[str]:
@@ -104,6 +109,7 @@ class Execution:
     inputs: list[InputRecord] = field(default_factory=list)
     counts: Counts = field(default_factory=Counts)
     results_written: int = 0
+    parts_sha256: dict[str, str] = field(default_factory=dict)  # a dataset's parts, by name
 
 
 def run(options: RunOptions, progress: Events | None = None, client=None) -> RunReport:
@@ -133,6 +139,7 @@ def run(options: RunOptions, progress: Events | None = None, client=None) -> Run
             },
             started_at=started_at,
             run_id=output.run_id,
+            output_sha256=dict(execution.parts_sha256),
         )
         commit(plan, report, output, started)
         return report
@@ -158,12 +165,16 @@ def make_plan(options: RunOptions) -> Plan:
         for path in io_inputs.expand_inputs(options.inputs)
     ]
     policy = load_policy(options.policy)
+    # the dask engine's workers write parts: results/part-000000.parquet, ...
+    as_parts = options.engine == DASK
+    suffix = "" if as_parts else f".{options.output_format}"
     return Plan(
         extracts=extracts,
         policy=policy,
         reference=load_reference(options.reference_dir, policy),
-        results_name=f"results.{options.output_format}",
-        rejects_name=f"rejects.{options.output_format}",
+        results_name=f"results{suffix}",
+        rejects_name=f"rejects{suffix}",
+        as_parts=as_parts,
     )
 
 
@@ -176,11 +187,13 @@ def execute(
 ) -> Execution:
     """Every batch of every extract decided on the engine, in input order, the run state
     applied, results and rejects streamed to the staging directory."""
+    if plan.as_parts:
+        return execute_as_parts(plan, options, output, progress, client)
     execution = Execution()
     results = TableWriter(output.path(plan.results_name), RESULTS_SCHEMA, options.output_format)
     rejects = TableWriter(output.path(plan.rejects_name), REJECTS_SCHEMA, options.output_format)
     with (
-        open_engine(options.engine, plan.reference, options.scheduler, client) as engine,
+        LocalEngine(plan.reference) as engine,
         ClaimKeyRegistry(output.scratch) as claim_keys,  # keys spill beside the outputs
     ):
         records: dict[int, InputRecord] = {}
@@ -223,6 +236,60 @@ def execute(
     results.close()
     rejects.close()
     execution.results_written = results.rows
+    return execution
+
+
+def execute_as_parts(
+    plan: Plan,
+    options: RunOptions,
+    output: OutputDirectory | StoreOutput,
+    progress: Events | None,
+    client=None,
+) -> Execution:
+    """The dask engine's run: the workers decide every extract and write results and
+    rejects as parts into the run's staging area; this process plans and counts."""
+    execution = Execution()
+    extracts = plan.extracts
+    reporters: dict[int, Callable[[int], None]] = {}
+
+    def on_read(index: int, rows: int) -> None:
+        if index not in reporters:
+            source = extracts[index].source
+            if progress:
+                progress.input_started(source.label, source.format)
+            reporters[index] = _progress_reporter(source.label, progress, execution)
+        reporters[index](rows)
+
+    def target(partitions: int) -> PartsTarget:
+        return PartsTarget(
+            results=output.dataset(plan.results_name),
+            rejects=output.dataset(plan.rejects_name),
+            keys=output.shared_scratch(),
+            fmt=options.output_format,
+            partitions=partitions,
+        )
+
+    with DaskEngine(plan.reference, options.scheduler, client=client) as engine:
+        written = engine.write_parts(extracts, options.batch_rows, target, on_read)
+    for index, extract in enumerate(extracts):
+        source = extract.source
+        counts = written.counts_of(index)
+        record = InputRecord(
+            source.label,
+            source.format,
+            written.input_sha256.get(index, ""),
+            rows=counts.rows_read,
+            ignored_columns=extract.ignored_columns,
+        )
+        record.outcomes.update(counts.outcomes)
+        if progress:
+            if index not in reporters:  # an input without records
+                progress.input_started(source.label, source.format)
+            progress.input_finished(source.label, record.rows)
+        execution.inputs.append(record)
+        execution.counts = execution.counts + counts
+    execution.results_written = written.results_written
+    execution.parts_sha256 = written.sha256
     return execution
 
 
@@ -271,10 +338,9 @@ def commit(
     for source in plan.reference.sources:
         if source.payload is not None:
             output.write_bytes(REFERENCE_COPY.format(name=source.name), source.payload)
-    report.output_sha256 = {
-        name: io_inputs.sha256_of_path(output.path(name))
-        for name in (plan.results_name, plan.rejects_name, SUMMARY_MD)
-    }
+    for name in (plan.results_name, plan.rejects_name, SUMMARY_MD):
+        if not plan.as_parts or name == SUMMARY_MD:  # parts were hashed by their writers
+            report.output_sha256[name] = io_inputs.sha256_of_path(output.path(name))
     summary = summary_json(report)
     output.write_text(SUMMARY_HTML, summary_html(summary))
     output.write_json(SUMMARY_JSON, summary)

@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 import numpy as np
 import pandas as pd
@@ -367,6 +367,34 @@ class ClaimKeyRegistry:
         return described
 
 
+class FoundDuplicates:
+    """A stretch of input's duplicates, already found (the dask engine's first-occurrence
+    pass over the whole run, ``runner.parts``): ``claim`` answers as ``ClaimKeyRegistry``
+    would have, from the source rows that repeat an earlier key and where that key was
+    first seen. With none given, every key is taken as its first occurrence."""
+
+    def __init__(self, source_rows: np.ndarray | None = None, first_seen: np.ndarray | None = None):
+        rows = np.zeros(0, np.int64) if source_rows is None else np.asarray(source_rows, np.int64)
+        order = np.argsort(rows, kind="stable")
+        self._rows = rows[order]
+        self._first_seen = (
+            np.zeros(0, object) if first_seen is None else np.asarray(first_seen, object)[order]
+        )
+
+    def claim(self, keys: pd.Series, source_file: str, source_rows: np.ndarray) -> pd.Series:
+        rows = np.asarray(source_rows, dtype=np.int64)
+        described = np.full(len(rows), None, dtype=object)
+        if len(self._rows):
+            at = np.minimum(np.searchsorted(self._rows, rows), len(self._rows) - 1)
+            repeat = self._rows[at] == rows
+            described[repeat] = self._first_seen[at[repeat]]
+        return pd.Series(described, dtype="str")
+
+
+class _Claims(Protocol):
+    def claim(self, keys: pd.Series, source_file: str, source_rows: np.ndarray) -> pd.Series: ...
+
+
 @dataclass
 class BatchOutcome:
     """A decided batch with the run state applied: every record of it has one outcome."""
@@ -380,7 +408,7 @@ class BatchOutcome:
 INVALID_STRENGTH_UNIT = "INVALID_STRENGTH_UNIT"
 
 
-def finish_batch(decided: DecidedBatch, claim_keys: ClaimKeyRegistry) -> BatchOutcome:
+def finish_batch(decided: DecidedBatch, claim_keys: _Claims) -> BatchOutcome:
     """Apply the run state (batches in input order): a line whose key an earlier line of the
     run holds is rejected DUPLICATE_KEY instead of decided; then count every outcome."""
     results = decided.results
