@@ -2,10 +2,14 @@
 
 A scheduler and single-threaded workers are started as separate processes (``dask
 scheduler``, ``dask worker``), as on a real cluster, one cluster for each size asked
-(``--workers 1 2``: the scaling from one worker to two); then, alternately, ``pa-batch run``
-on the local engine and on each cluster, each a process of its own whose CPU time (user + sys,
-from wait4: the process alone, never the workers) and wall time are taken. Also whether
-distributed warned of a large graph (records shipped through the client).
+(``--workers 1 2``: the scaling from one worker to two). A cluster's first run (one file)
+is timed apart: it pays every worker's imports and first calls, once in a cluster's life.
+Then, alternately, ``pa-batch run`` on the local engine and on the cluster, each a process
+of its own whose CPU time (user + sys, from wait4: the process alone, never the workers)
+and wall time are taken; also the CPU of a process that only starts and imports what a
+dask run imports (the floor of any client), whether distributed warned of a large graph
+(records shipped through the client), and that every run counted the same outcomes. Each
+file of the extract has its own seed and claim ids.
 
     python bench/bench_dask_client.py --lines 10000000 --files 40 --workers 1 2
 """
@@ -25,6 +29,7 @@ from pathlib import Path
 
 HERE = Path(__file__).parent
 PA_BATCH = [sys.executable, "-m", "pa_batch"]
+IMPORTS = "import pa_batch.cli, pa_batch.runner.pipeline, pa_batch.runner.dask_engine, distributed"
 
 
 def timed(command: list[str]) -> dict:
@@ -43,6 +48,21 @@ def timed(command: list[str]) -> dict:
         "rss_mib": round(usage.ru_maxrss / 1024),
         "large_graph_warning": "large graph" in said.lower(),
     }
+
+
+def _own_cpu() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def workers_cpu(address: str) -> float:
+    """The CPU seconds the cluster's worker processes have spent so far, together."""
+    from dask.distributed import Client
+
+    with Client(address) as client:
+        return sum(client.run(_own_cpu).values())
 
 
 @contextmanager
@@ -121,29 +141,55 @@ def main() -> None:
     suffix = "csv" if arguments.shape == "csv" else "parquet"
     with tempfile.TemporaryDirectory(prefix="pa-batch-dask-bench-") as scratch:
         folder = Path(scratch)
-        for index in range(arguments.files):
+        per_file = arguments.lines // arguments.files
+        for index in range(arguments.files):  # a seed and claim ids of each file's own
             subprocess.run(
                 [sys.executable, str(HERE / "extracts.py"),
-                 "--lines", str(arguments.lines // arguments.files),
+                 "--lines", str(per_file), "--seed", str(11 + index),
+                 "--first-id", str(index * per_file),
                  "--powder-share", str(arguments.powder_share), "--typed",
                  "--row-group-rows", "65536", "--out", str(folder / f"part-{index:03}.{suffix}")],
                 check=True,
             )  # fmt: skip
         inputs = [str(folder / f"part-*.{suffix}")]
+        warm_up = [
+            str(folder / "part-000.parquet" if suffix == "parquet" else folder / "part-000.csv")
+        ]
         reference = ["--reference-dir", str(HERE / "reference")]
         runs: dict[str, list[dict]] = {"local": []}
+        cold: dict[str, dict] = {}
+        # the CPU a client spends before it plans anything: the interpreter and the imports
+        # of a dask run (pandas, pyarrow, pandera, distributed)
+        floor = timed([sys.executable, "-c", IMPORTS])
         for workers in arguments.workers:
-            runs[f"dask-{workers}"] = []
-        for round_number in range(arguments.rounds):
-            out = folder / f"out-local-{round_number}"
-            runs["local"].append(timed([*PA_BATCH, "run", *inputs, "--out", str(out), *reference]))
-            for workers in arguments.workers:
-                with cluster(folder / f"scheduler-{workers}-{round_number}.json", workers) as at:
-                    out = folder / f"out-dask-{workers}-{round_number}"
-                    extra = ["--engine", "dask", "--scheduler", at]
-                    runs[f"dask-{workers}"].append(
-                        timed([*PA_BATCH, "run", *inputs, "--out", str(out), *reference, *extra])
+            engine = f"dask-{workers}"
+            runs[engine] = []
+            with cluster(folder / f"scheduler-{workers}.json", workers) as at:
+                extra = ["--engine", "dask", "--scheduler", at]
+                # a cluster's first run pays each worker's imports and first calls: timed
+                # apart (a cluster lives across runs; a cold one pays this once)
+                cold[engine] = timed(
+                    [*PA_BATCH, "run", *warm_up, "--out", str(folder / f"warm-{workers}"),
+                     *reference, *extra]
+                )  # fmt: skip
+                for round_number in range(arguments.rounds):
+                    out = folder / f"out-local-{workers}-{round_number}"
+                    runs["local"].append(
+                        timed([*PA_BATCH, "run", *inputs, "--out", str(out), *reference])
                     )
+                    out = folder / f"out-dask-{workers}-{round_number}"
+                    before = workers_cpu(at)
+                    run = timed([*PA_BATCH, "run", *inputs, "--out", str(out), *reference, *extra])
+                    run["workers_cpu_s"] = round(workers_cpu(at) - before, 2)
+                    runs[engine].append(run)
+        # every engine decided the same: the counts of each run equal the local run's
+        summaries = {
+            out.name: json.loads((out / "summary.json").read_text()) for out in folder.glob("out-*")
+        }
+        counts = {name: summary["counts"] for name, summary in summaries.items()}
+        if len({json.dumps(c, sort_keys=True) for c in counts.values()}) != 1:
+            raise SystemExit("the runs' counts differ")
+        duplicates = summaries[f"out-local-{arguments.workers[0]}-0"]["errors"]["DUPLICATE_KEY"]
     best = {engine: min(results, key=lambda r: r["wall_s"]) for engine, results in runs.items()}
     most = f"dask-{max(arguments.workers)}"
     report = {
@@ -151,9 +197,15 @@ def main() -> None:
         "files": arguments.files,
         "powder_share": arguments.powder_share,
         "shape": arguments.shape,
+        "duplicate_keys": duplicates,
         "workers": arguments.workers,
         "runs": runs,
         "client_cpu_share_of_local_cpu": round(best[most]["cpu_s"] / best["local"]["cpu_s"], 3),
+        "import_floor_cpu_s": floor["cpu_s"],
+        "client_cpu_beyond_imports_share": round(
+            (best[most]["cpu_s"] - floor["cpu_s"]) / best["local"]["cpu_s"], 3
+        ),
+        "first_run_on_a_cold_cluster": cold,
         "dask_wall_vs_local": round(best[most]["wall_s"] / best["local"]["wall_s"], 2),
     }
     if len(arguments.workers) > 1:  # throughput from the fewest workers to the most

@@ -195,17 +195,22 @@ def generate(
     as_typed: bool = False,
     row_group_rows: int = CHUNK,
     every_ndc_form: bool = False,
+    first_id: int = 0,
 ) -> Path:
     """Write ``lines`` records to ``path`` (.parquet or .csv), chunk by chunk: text columns,
     or ``as_typed`` (Parquet) typed ones; Parquet row groups of ``row_group_rows``; NDCs in
-    two forms (11 digits, 5-4-2), or ``every_ndc_form`` the contract accepts."""
+    two forms (11 digits, 5-4-2), or ``every_ndc_form`` the contract accepts. Claim ids
+    count from ``first_id``: files of one extract differ by seed and first id (the same seed
+    and id in two files makes every line of the second a duplicate of the first's)."""
     rng = np.random.default_rng(seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(path.name + ".partial")
     writer = None
     try:
         for start in range(0, lines, CHUNK):
-            table = chunk_table(rng, start, min(CHUNK, lines - start), powder_share, every_ndc_form)
+            table = chunk_table(
+                rng, first_id + start, min(CHUNK, lines - start), powder_share, every_ndc_form
+            )
             if as_typed:
                 table = typed(table)
             if writer is None:
@@ -235,6 +240,8 @@ def main() -> None:
     parser.add_argument(
         "--every-ndc-form", action="store_true", help="NDCs in every form the contract accepts"
     )
+    parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--first-id", type=int, default=0, help="the first claim id's number")
     args = parser.parse_args()
     generate(
         args.out,
@@ -243,6 +250,8 @@ def main() -> None:
         as_typed=args.typed,
         row_group_rows=args.row_group_rows,
         every_ndc_form=args.every_ndc_form,
+        seed=args.seed,
+        first_id=args.first_id,
     )
 
 

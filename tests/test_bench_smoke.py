@@ -87,7 +87,26 @@ def test_the_dask_client_benchmark_runs_on_a_cluster_of_separate_processes(tmp_p
     assert done.returncode == 0, done.stderr
     report = json.loads(report_path.read_text())
     assert sorted(report["runs"]) == ["dask-1", "dask-2", "local"]
-    for (run,) in report["runs"].values():
+    assert [len(runs) for runs in report["runs"].values()] == [2, 1, 1]  # local beside each
+    for run in [run for runs in report["runs"].values() for run in runs]:
         assert run["cpu_s"] > 0 and run["wall_s"] > 0
         assert not run["large_graph_warning"]
+    for engine in ("dask-1", "dask-2"):
+        assert report["runs"][engine][0]["workers_cpu_s"] > 0
+        assert report["first_run_on_a_cold_cluster"][engine]["wall_s"] > 0
     assert report["client_cpu_share_of_local_cpu"] > 0 and report["scaling"] > 0
+    assert report["import_floor_cpu_s"] > 0
+
+
+def test_registry_benchmark_smoke_times_every_batch(tmp_path):
+    report_path = tmp_path / "registry.json"
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "bench_registry.py"), "--lines", "300000", "--batch-rows",
+         "10000", "--json", str(report_path)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = json.loads(report_path.read_text())
+    assert report["batches"] == 30
+    assert report["keys_registered"] + report["repeats_found"] == 300_000
+    assert report["first_tenth_median_ms"] > 0 and report["last_tenth_median_ms"] > 0

@@ -129,3 +129,85 @@ def test_only_a_filter_stays_in_memory_and_the_spill_is_removed(tmp_path, monkey
         again = _claimed(registry, [("b.csv", keys[4990:] + ["new"])])
         assert again == [[f"a.csv row {row}" for row in range(2491, 2501)] + [None]]
     assert not any(spill.iterdir())
+
+
+@settings(max_examples=examples(60), deadline=None)
+@given(
+    st.lists(st.tuples(st.sampled_from(["a.csv", "b.csv"]), keys_strategy), max_size=20),
+    st.sampled_from([2, 3]),
+    st.booleans(),
+)
+def test_merged_runs_of_the_hash_index_answer_as_the_segments_would(batches, fan_in, collide):
+    """A segment a key, runs merged two or three at a time, merged a hash range of three
+    entries at a time, fences every two: the first occurrence of every key is found wherever
+    its run went,
+    also when every key hashes alike (only the key text tells them apart)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(state._SpilledKeys, "_SEGMENT_KEYS", 1)
+        patch.setattr(state._SpilledKeys, "FAN_IN", fan_in)
+        patch.setattr(state._SpilledKeys, "_MERGE_CHUNK", 3)
+        patch.setattr(state._Run, "BLOCK", 2)  # fences of merged runs across pieces
+        patch.setattr(  # every hash is "maybe": each lookup walks the runs
+            state._HashFilter, "may_contain", lambda self, hashes: np.ones(len(hashes), bool)
+        )
+        if collide:
+            patch.setattr(
+                state.pd.util,
+                "hash_pandas_object",
+                lambda values, index=False: pd.Series(np.full(len(values), 7, np.uint64)),
+            )
+        assert _claimed(ClaimKeyRegistry(), batches) == _oracle(batches)
+
+
+def test_a_lookup_walks_a_few_runs_however_many_segments(tmp_path, monkeypatch):
+    """100 segments of ten keys, merged FAN_IN (4) at a time: at most 3 runs a level (100
+    segments make 4 runs: 64 + 16 + 16 + 4), and only the live runs' files on disk."""
+    monkeypatch.setattr(state._SpilledKeys, "_SEGMENT_KEYS", 1)
+    monkeypatch.setattr(state._SpilledKeys, "FAN_IN", 4)
+    spill = tmp_path / "spill"
+    with ClaimKeyRegistry(spill) as registry:
+        keys = [f"C{i}" for i in range(1000)]
+        for start in range(0, 1000, 10):  # a batch of ten keys: a segment
+            _claimed(registry, [("a.csv", keys[start : start + 10])])
+        runs = registry._spilled._runs
+        assert sum(run.count for run in runs) == 1000
+        levels = [run.level for run in runs]
+        assert sorted(levels) == [1, 2, 2, 3]
+        merged = {run.merged.name for run in runs if run.merged is not None}
+        on_disk = {path.stem for path in (spill / "runs").iterdir()}
+        assert on_disk == merged
+        again = _claimed(registry, [("b.csv", ["C0", "C555", "C999", "new"])])
+        assert again == [["a.csv row 1", "a.csv row 6", "a.csv row 10", None]]
+    assert not any(spill.iterdir())
+
+
+@settings(max_examples=examples(100), deadline=None)
+@given(
+    st.lists(st.integers(0, 40), min_size=1, max_size=60),
+    st.integers(0, 5),
+    st.lists(st.integers(0, 41), max_size=20),
+    st.sampled_from([1, 3, 4, 16]),
+)
+def test_a_runs_fences_find_where_a_binary_search_would(stored, before, asked, block):
+    """The fences in memory and one block read from the file a hash (or the whole run a
+    window at a time, for more hashes than blocks) give np.searchsorted's answer and the
+    hash there, equal hashes across blocks included, for a run that starts anywhere in its
+    file."""
+    import tempfile
+    from pathlib import Path
+
+    with pytest.MonkeyPatch.context() as patch, tempfile.TemporaryDirectory() as folder:
+        patch.setattr(state._Run, "BLOCK", block)
+        patch.setattr(state._Run, "WINDOW", 16 if block == 16 else 4 * block)
+        hashes = np.sort(np.array(stored, dtype=np.uint64))
+        np.concatenate([np.full(before, 99, np.uint64), hashes]).tofile(Path(folder) / "hashes")
+        run = state._Run(level=0, count=len(hashes), fences=hashes[::block], first=before)
+        wanted = np.array(asked, dtype=np.uint64)
+        expected = np.searchsorted(hashes, wanted, side="left")
+        at, there = run.lower_bounds(Path(folder), wanted)
+        assert at.tolist() == expected.tolist()
+        inside = expected < len(hashes)  # the hash there; past the end, never the hash asked
+        assert there[inside].tolist() == hashes[expected[inside]].tolist()
+        assert not (there[~inside] == wanted[~inside]).any()
+        positions = np.arange(len(hashes))[::2]
+        assert run.hashes_at(Path(folder), positions).tolist() == hashes[::2].tolist()

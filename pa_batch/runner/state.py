@@ -7,12 +7,16 @@ DUPLICATE_KEY), applied to each decided batch in input order by ``finish_batch``
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import mmap
+import os
 import shutil
+import sys
 import tempfile
 import weakref
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -81,20 +85,157 @@ class _HashFilter:
             self._room -= len(now)
 
 
+def _mapped(path: Path, dtype: type, offset: int = 0, shape: int | None = None) -> np.ndarray:
+    """A read-only memory map of ``path`` for scattered reads: the kernel maps only the
+    pages read (no fault-around of their neighbours, no read-ahead), so the process's
+    resident memory grows by a page a lookup, not by 64 KiB of pages it never reads."""
+    mapped = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
+    with contextlib.suppress(AttributeError, OSError, ValueError):  # not on every platform
+        mapped._mmap.madvise(mmap.MADV_RANDOM)  # type: ignore[attr-defined]
+    return mapped
+
+
+@dataclass
+class _Run:
+    """A sorted run of the hash index: entries ``first``..``first + count`` of the main
+    files (a segment as written), or, once runs are merged, its own files of hashes and the
+    entries they belong to (``RUNS_DIR/<name>.hashes``, ``.entries``)."""
+
+    level: int  # 0: a segment; n: merged from FAN_IN runs of level n - 1
+    count: int
+    fences: np.ndarray  # the first hash of every BLOCK entries, held in memory
+    first: int = 0
+    merged: Path | None = None  # the merged run's files, without suffix
+
+    BLOCK = 512  # entries: a 4 KiB page of hashes
+    WINDOW = 1 << 20  # entries mapped (or read, when most pages are searched) at a time
+
+    def lower_bounds(self, directory: Path, asked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For each hash ``asked``, the first position of this run whose hash is not less
+        (``np.searchsorted``'s "left") and the hash there (any other value past the end):
+        the block that holds it found from the fences in memory, and that one block read,
+        a window of the run mapped at a time (never the whole run: the kernel may map a
+        large folio of a file for one page read). More hashes than the run has blocks
+        read the run whole, a window at a time."""
+        below = np.zeros(len(asked), dtype=np.int64)
+        there = ~asked  # past the end: never the hash asked
+        if len(asked) > len(self.fences):
+            placed = np.zeros(len(asked), dtype=bool)
+            for low in range(0, self.count, self.WINDOW):
+                window, _ = self.read(directory, low, min(low + self.WINDOW, self.count))
+                local = np.searchsorted(window, asked, side="left")
+                here = ~placed & (local < len(window))  # the bound is in this window
+                there[here] = window[local[here]]
+                placed |= here
+                below += local
+            return below, there
+        if not len(asked):
+            return below, there
+        block = np.maximum(np.searchsorted(self.fences, asked, side="left") - 1, 0)
+        window = block * self.BLOCK // self.WINDOW  # a block never straddles two windows
+        order = np.argsort(window, kind="stable")
+        windows, starts = np.unique(window[order], return_index=True)
+        path, base = self._file(directory, "hashes")
+        for number, mine in zip(windows.tolist(), np.split(order, starts[1:]), strict=True):
+            # a window mapped at a time: the pages the kernel maps for a page read (a
+            # large folio's) stay inside it, and leave with it
+            low = number * self.WINDOW
+            size = min(self.WINDOW, self.count - low)
+            mapped = _mapped(path, np.uint64, offset=base + 8 * low, shape=size)
+            positions = block[mine, None] * self.BLOCK - low + np.arange(self.BLOCK)
+            stored = np.asarray(mapped[np.minimum(positions, size - 1)])
+            del mapped
+            valid = positions < size
+            below[mine] = ((stored < asked[mine, None]) & valid).sum(axis=1)
+            in_block = below[mine] < valid.sum(axis=1)
+            rows = np.flatnonzero(in_block)
+            there[mine[rows]] = stored[rows, below[mine[rows]]]
+            # a bound just past its block is the next block's first hash: its fence
+            following = mine[~in_block]
+            next_block = block[following] + 1
+            has_next = next_block < len(self.fences)
+            there[following[has_next]] = self.fences[next_block[has_next]]
+        return block * self.BLOCK + below, there
+
+    def hashes_at(self, directory: Path, at: np.ndarray) -> np.ndarray:
+        """The run's hashes at positions ``at`` (a few), read one by one."""
+        return self._values_at(directory, "hashes", at)
+
+    def entries(self, directory: Path, at: np.ndarray) -> np.ndarray:
+        """The main files' entries at positions ``at`` of this run."""
+        if self.merged is None:
+            return at + self.first
+        return self._values_at(directory, "entries", at).astype(np.int64)
+
+    def _values_at(self, directory: Path, kind: str, at: np.ndarray) -> np.ndarray:
+        values = np.zeros(len(at), dtype=np.uint64)
+        with self._opened(directory, kind) as (descriptor, base):
+            for n, position in enumerate(at.tolist()):
+                value = os.pread(descriptor, 8, base + 8 * position)
+                values[n] = int.from_bytes(value, sys.byteorder)
+        return values
+
+    def _file(self, directory: Path, kind: str) -> tuple[Path, int]:
+        """The file holding this run's ``kind`` (hashes, entries), and the run's first byte
+        in it."""
+        if self.merged is None:
+            return directory / kind, 8 * self.first
+        return self.merged.with_suffix(f".{kind}"), 0
+
+    @contextlib.contextmanager
+    def _opened(self, directory: Path, kind: str) -> Iterator[tuple[int, int]]:
+        """The file holding this run's ``kind`` open, and the run's first byte in it."""
+        path, base = self._file(directory, kind)
+        descriptor = os.open(path, os.O_RDONLY)
+        try:
+            yield descriptor, base
+        finally:
+            os.close(descriptor)
+
+    def hashes(self, directory: Path) -> np.ndarray:
+        """The run's hashes mapped (a few boundaries searched while merging)."""
+        if self.merged is None:
+            return _mapped(directory / "hashes", np.uint64, offset=8 * self.first, shape=self.count)
+        return _mapped(self.merged.with_suffix(".hashes"), np.uint64)
+
+    def read(self, directory: Path, low: int, high: int) -> tuple[np.ndarray, np.ndarray]:
+        """Positions ``low``..``high`` of this run: hashes and entries, read (not mapped: a
+        mapped page read stays in the process's memory while the map lives)."""
+        count = high - low
+        if self.merged is None:
+            hashes = np.fromfile(
+                directory / "hashes", np.uint64, count, offset=8 * (self.first + low)
+            )
+            return hashes, np.arange(self.first + low, self.first + high, dtype=np.int64)
+        hashes = np.fromfile(self.merged.with_suffix(".hashes"), np.uint64, count, offset=8 * low)
+        entries = np.fromfile(self.merged.with_suffix(".entries"), np.uint64, count, offset=8 * low)
+        return hashes, entries.astype(np.int64)
+
+
 class _SpilledKeys:
     """Every registered key on disk, written once, in segments of at least 262,144 keys (each
     sorted by hash): the hashes, where each key was first seen, and the key text. Read back
-    only for hashes already known, through a memory map of one segment at a time. Keys wait
-    in memory until they fill a segment, so a lookup walks few segments, whatever the batch
-    size."""
+    only for hashes already known, through a memory map of one sorted run at a time. Keys
+    wait in memory until they fill a segment.
+
+    A lookup walks every sorted run of the hash index, so runs are merged as they come, an
+    LSM tree's way: ``FAN_IN`` runs of one level become one run of the next (its own files
+    of hashes and entries; the key text and locations are never rewritten). A lookup touches
+    at most ``FAN_IN - 1`` runs a level, a few levels (16 runs at 50 million keys, not 190
+    segments), and each key is merged once a level.
+    """
 
     _FILES = ("hashes", "locations", "key_ends", "keys")
+    _RUNS_DIR = "runs"
     _SEGMENT_KEYS = 1 << 18
+    FAN_IN = 8
+    _MERGE_CHUNK = 1 << 20  # entries sorted at a time while merging: bounds its memory
 
     def __init__(self, directory: Path | None):
         self._directory = directory  # None: a temporary one, made at the first segment
         self._files: dict[str, BinaryIO] = {}  # opened at the first segment
-        self._segments: list[tuple[int, int]] = []  # (first entry, entries)
+        self._runs: list[_Run] = []  # the hash index, in sorted runs
+        self._merges = 0
         self.entries = 0
         self._key_bytes = 0
         self._finalizer: weakref.finalize | None = None
@@ -152,24 +293,87 @@ class _SpilledKeys:
         key_ends.astype(np.uint64).tofile(self._files["key_ends"])
         if end > start:
             self._files["keys"].write(data[start:end].tobytes())
-        self._segments.append((self.entries, len(hashes)))
+        fences = np.array(hashes[:: _Run.BLOCK], dtype=np.uint64)  # a copy, not a view
+        self._runs.append(_Run(level=0, count=len(hashes), fences=fences, first=self.entries))
         self.entries += len(hashes)
         self._key_bytes += end - start
+        self._merge_full_levels()
+
+    def _merge_full_levels(self) -> None:
+        """While a level holds ``FAN_IN`` runs, merge them into one of the next level."""
+        level = 0
+        while True:
+            full = [run for run in self._runs if run.level == level]
+            if len(full) < self.FAN_IN:
+                return
+            merged = self._merge(full, level + 1)
+            self._runs = [run for run in self._runs if run.level != level] + [merged]
+            level += 1
+
+    def _merge(self, runs: list[_Run], level: int) -> _Run:
+        """One sorted run of ``runs``' hashes and entries, written a hash range at a time
+        (each range about ``_MERGE_CHUNK`` entries); the merged runs' own files removed."""
+        self._files["hashes"].flush()
+        folder = self.directory / self._RUNS_DIR
+        folder.mkdir(exist_ok=True)
+        self._merges += 1
+        target = folder / f"run-{self._merges}"
+        total = sum(run.count for run in runs)
+        ranges = max(1, total // self._MERGE_CHUNK)
+        # hash range boundaries: the ranges split 2**64 evenly (hashes are uniform)
+        bounds = [(2**64 * piece) // ranges for piece in range(ranges + 1)]
+        inner = np.array(bounds[1:-1], dtype=np.uint64)
+        cuts = []
+        for run in runs:  # a search of a few boundaries maps few pages
+            mapped = run.hashes(self.directory)
+            cuts.append(np.searchsorted(mapped, inner, side="left"))
+            del mapped
+        fences: list[np.ndarray] = []
+        written = 0
+        with (
+            target.with_suffix(".hashes").open("wb") as hashes_file,
+            target.with_suffix(".entries").open("wb") as entries_file,
+        ):
+            for piece in range(ranges):
+                hashes_parts, entries_parts = [], []
+                for run, cut in zip(runs, cuts, strict=True):
+                    low = int(cut[piece - 1]) if piece else 0
+                    high = int(cut[piece]) if piece < ranges - 1 else run.count
+                    hashes_part, entries_part = run.read(self.directory, low, high)
+                    hashes_parts.append(hashes_part)
+                    entries_parts.append(entries_part)
+                hashes_piece = np.concatenate(hashes_parts)
+                # stable: equal hashes keep their runs' order (an older key first)
+                order = np.argsort(hashes_piece, kind="stable")
+                hashes_piece = hashes_piece[order]
+                hashes_piece.tofile(hashes_file)
+                fences.append(hashes_piece[(-written) % _Run.BLOCK :: _Run.BLOCK].copy())
+                written += len(hashes_piece)
+                np.concatenate(entries_parts).astype(np.uint64)[order].tofile(entries_file)
+        for run in runs:
+            if run.merged is not None:
+                run.merged.with_suffix(".hashes").unlink()
+                run.merged.with_suffix(".entries").unlink()
+        return _Run(level=level, count=total, fences=np.concatenate(fences), merged=target)
 
     def find(self, hashes: np.ndarray, keys: pa.Array) -> tuple[np.ndarray, np.ndarray]:
         """For each (hash, key) asked: whether the key is registered, and its location."""
         known = np.zeros(len(hashes), dtype=bool)
         location = np.zeros(len(hashes), dtype=np.uint64)
 
-        def look_in(stored_hashes: np.ndarray, stored_at: _StoredAt) -> None:
+        def look_in(stored: _SortedHashes, stored_at: _StoredAt) -> None:
             asked = np.flatnonzero(~known)
-            found, where = _equal_keys(stored_hashes, hashes, keys, asked, stored_at)
+            found, where = _equal_keys(stored, hashes, keys, asked, stored_at)
             known[found], location[found] = True, where
 
         if self._waiting:
             waiting_hashes, waiting_keys, waiting_locations = self._joined_waiting()
             look_in(
-                waiting_hashes,
+                _SortedHashes(
+                    len(waiting_hashes),
+                    lambda asked: _searched(waiting_hashes, asked),
+                    lambda at: waiting_hashes[at],
+                ),
                 lambda at, asked_keys: (
                     pc.equal(waiting_keys.take(pa.array(at)), asked_keys).to_numpy(
                         zero_copy_only=False
@@ -179,32 +383,30 @@ class _SpilledKeys:
             )
         for file in self._files.values():
             file.flush()
-        for first, count in self._segments:
+        for run in self._runs:
             if known.all():
                 break
-            # one segment's hashes mapped at a time: a search touches most of the pages it
-            # maps, and a page stays in this process's memory only while it is mapped
-            segment = np.memmap(
-                self.directory / "hashes", dtype=np.uint64, mode="r", offset=8 * first, shape=count
+            look_in(
+                _SortedHashes(
+                    run.count,
+                    functools.partial(run.lower_bounds, self.directory),
+                    functools.partial(run.hashes_at, self.directory),
+                ),
+                functools.partial(self._stored_at, run=run),
             )
-            look_in(segment, functools.partial(self._stored_at, offset=first))
-            del segment
         return known, location
 
     def _stored_at(
-        self, at: np.ndarray, keys: pa.Array, offset: int = 0
+        self, at: np.ndarray, keys: pa.Array, run: _Run
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Whether the stored key at each entry ``offset + at`` is the key asked, and its
-        location."""
-        entries = at + offset
+        """Whether the stored key at each position ``at`` of ``run`` is the key asked, and
+        its location."""
+        entries = run.entries(self.directory, at)
         stored = {
-            name: np.memmap(self.directory / name, dtype=np.uint64, mode="r")
-            for name in ("locations", "key_ends")
+            name: _mapped(self.directory / name, np.uint64) for name in ("locations", "key_ends")
         }
         stored_keys = (
-            np.memmap(self.directory / "keys", dtype=np.uint8, mode="r")
-            if self._key_bytes
-            else np.zeros(0, np.uint8)
+            _mapped(self.directory / "keys", np.uint8) if self._key_bytes else np.zeros(0, np.uint8)
         )
         try:
             same_key = pc.equal(
@@ -223,8 +425,22 @@ class _SpilledKeys:
 _StoredAt = Callable[[np.ndarray, pa.Array], tuple[np.ndarray, np.ndarray]]
 
 
+@dataclass(frozen=True)
+class _SortedHashes:
+    """Ascending hashes, as a lookup reads them: how many, where each hash asked would go
+    (``np.searchsorted``'s "left") with the hash there, and the hashes at some positions."""
+
+    count: int
+    lower_bounds: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+    at: Callable[[np.ndarray], np.ndarray]
+
+
 def _equal_keys(
-    stored: np.ndarray, hashes: np.ndarray, keys: pa.Array, asked: np.ndarray, stored_at: _StoredAt
+    stored: _SortedHashes,
+    hashes: np.ndarray,
+    keys: pa.Array,
+    asked: np.ndarray,
+    stored_at: _StoredAt,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Which of the ``asked`` positions (into ``hashes`` and ``keys``) have their key among
     entries with ``stored`` hashes (ascending), and the locations stored with them. Equal
@@ -232,21 +448,31 @@ def _equal_keys(
     found: list[np.ndarray] = []
     where: list[np.ndarray] = []
     pending = asked
-    at = np.searchsorted(stored, hashes[pending], side="left")
+    at, there = stored.lower_bounds(hashes[pending])
     while True:
-        inside = at < len(stored)
-        pending, at = pending[inside], at[inside]
-        same_hash = stored[at] == hashes[pending]
+        inside = at < stored.count
+        pending, at, there = pending[inside], at[inside], there[inside]
+        same_hash = there == hashes[pending]
         pending, at = pending[same_hash], at[same_hash]
         if not len(pending):
             break
         same_key, location = stored_at(at, keys.take(pa.array(pending)))
         found.append(pending[same_key])
         where.append(location[same_key])
+        # an equal hash of another key (a collision, almost never): the next entry
         pending, at = pending[~same_key], at[~same_key] + 1
+        there = stored.at(np.minimum(at, stored.count - 1)) if len(at) else at.astype(np.uint64)
     if not found:
         return asked[:0], np.zeros(0, dtype=np.uint64)
     return np.concatenate(found), np.concatenate(where).astype(np.uint64)
+
+
+def _searched(hashes: np.ndarray, asked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """np.searchsorted's "left" bounds of ``asked`` in ``hashes``, and the hash at each
+    (any other value past the end)."""
+    at = np.searchsorted(hashes, asked, side="left")
+    there = hashes[np.minimum(at, len(hashes) - 1)] if len(hashes) else ~asked
+    return at, np.where(at < len(hashes), there, ~asked)
 
 
 def _ascending(values: np.ndarray) -> bool:
@@ -258,6 +484,7 @@ def _remove_spill(directory: Path, files: list[BinaryIO], own_directory: bool) -
         file.close()
     for name in _SpilledKeys._FILES:
         (directory / name).unlink(missing_ok=True)
+    shutil.rmtree(directory / _SpilledKeys._RUNS_DIR, ignore_errors=True)
     if own_directory:
         shutil.rmtree(directory, ignore_errors=True)
 
