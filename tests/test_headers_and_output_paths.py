@@ -177,3 +177,19 @@ def test_a_padded_invalid_cell_is_written_to_rejects_with_its_spaces(write_csv, 
     out = tmp_path / "out"
     assert _cli("run", write_csv([LINE.replace(",1,M1,", ", x ,M1,")]), "--out", out).exit_code == 0
     assert pd.read_parquet(out / "rejects.parquet")["value"].tolist() == [" x "]
+
+
+def test_of_many_inputs_opened_together_the_first_bad_one_in_order_fails_the_run(tmp_path):
+    """Headers and footers are read several files at a time; the run still fails on the
+    first bad input in the order given (here the second of six, though the fifth is bad
+    too and smaller), before any record is decided."""
+    inputs = []
+    for n in range(6):
+        path = tmp_path / f"claims_{n}.csv"
+        header = HEADER.replace("ndc,", "") if n in (1, 4) else HEADER  # no ndc column
+        path.write_text(header + "\n" + (LINE + "\n") * (1000 if n == 1 else 1))
+        inputs.append(path)
+    result = _cli("run", *inputs, "--out", tmp_path / "out")
+    assert result.exit_code == 1, result.output
+    assert result.output.strip().splitlines()[-1].startswith(f"pa-batch: error: {inputs[1]}:")
+    assert not (tmp_path / "out" / "results.parquet").exists()

@@ -19,6 +19,7 @@ in one line.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from concurrent.futures import CancelledError
@@ -103,6 +104,11 @@ class DaskEngine(AbstractContextManager):
                         threads_per_worker=1,
                         processes=True,
                         dashboard_address=LOCAL_DASHBOARD,
+                        # the run's own cluster stays quiet on the run's stderr: its worker
+                        # processes would print the races of their shutdown (a heartbeat
+                        # to a scheduler that has closed); a task's failure reaches the
+                        # run as its error, in one line
+                        silence_logs=logging.CRITICAL,
                     )
                 )
                 self.client = self._stack.enter_context(Client(cluster))

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -54,6 +55,7 @@ SUMMARY_MD = "summary.md"
 SUMMARY_HTML = "summary.html"
 POLICY_COPY = "policy.toml"  # in the run's own directory, not published under DIR
 REFERENCE_COPY = "reference.{name}"  # likewise, one per reference file read
+PLAN_READERS = 8  # inputs whose header (CSV) or footer (Parquet) are read at once
 
 
 @dataclass
@@ -160,10 +162,16 @@ def run(options: RunOptions, progress: Events | None = None, client=None) -> Run
 
 def make_plan(options: RunOptions) -> Plan:
     """Every input opened (headers checked), the policy and reference data loaded."""
-    extracts = [
-        io_inputs.open_extract(io_inputs.input_file(path), encoding=options.encoding)
-        for path in io_inputs.expand_inputs(options.inputs)
-    ]
+
+    def opened(path: Location) -> io_inputs.Extract:
+        return io_inputs.open_extract(io_inputs.input_file(path), encoding=options.encoding)
+
+    # a few files opened at a time: on an object store each header or footer is a round
+    # trip of tens of milliseconds, and thousands of files would wait on them one by one;
+    # the results come in input order, so the first bad input in order fails the run
+    paths = io_inputs.expand_inputs(options.inputs)
+    with ThreadPoolExecutor(PLAN_READERS, thread_name_prefix="pa-batch-plan") as readers:
+        extracts = list(readers.map(opened, paths))
     policy = load_policy(options.policy)
     # the dask engine's workers write parts: results/part-000000.parquet, ...
     as_parts = options.engine == DASK
