@@ -107,7 +107,7 @@ class _Run:
     first: int = 0
     merged: Path | None = None  # the merged run's files, without suffix
 
-    BLOCK = 512  # entries: a 4 KiB page of hashes
+    BLOCK = 64  # entries: 512 bytes of hashes read a hash asked; 1/8 byte a key in memory
     WINDOW = 1 << 20  # entries mapped (or read, when most pages are searched) at a time
 
     def lower_bounds(self, directory: Path, asked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
