@@ -85,7 +85,7 @@ class StoreOutput(StagedFiles):
         self._remove_stale_runs()
         # an uncommitted run of this very id (a retry after a kill before the pointer) is
         # no run: its objects are replaced
-        self._delete(self.run_prefix)
+        remove_tree(self.run_prefix)
         self.staging.mkdir()
         return self
 
@@ -122,7 +122,7 @@ class StoreOutput(StagedFiles):
         # what was uploaded is no run (no pointer names it, no mark); if it cannot be
         # removed now, a later run removes it once stale
         with contextlib.suppress(OSError, RunError):
-            self._delete(self.run_prefix)
+            remove_tree(self.run_prefix)
 
     def close(self) -> None:
         shutil.rmtree(self._local, ignore_errors=True)
@@ -130,9 +130,6 @@ class StoreOutput(StagedFiles):
     def _upload(self, source: Path, target: StorePath) -> None:
         with source.open("rb") as reading, target.open("wb") as writing:
             shutil.copyfileobj(reading, writing, _UPLOAD_CHUNK)
-
-    def _delete(self, prefix: StorePath) -> None:
-        remove_tree(prefix)
 
     def _remove_stale_runs(self) -> None:
         """Objects of runs killed before their pointer (no mark, not current), once stale."""
@@ -152,7 +149,7 @@ class StoreOutput(StagedFiles):
                     pafs.FileSelector(entry.path, recursive=True)
                 )
             if all((info.mtime_ns or 0) < newest_allowed for info in objects):
-                self._delete(entry)
+                remove_tree(entry)
 
     def _retire_old_runs(self) -> None:
         """Keep the newest ``keep_runs`` committed runs (the current one always); a retired
@@ -163,7 +160,7 @@ class StoreOutput(StagedFiles):
                 mark = entry / COMMITTED_MARK
                 with store_errors(mark.url):
                     mark.filesystem.delete_file(mark.path)
-                self._delete(entry)
+                remove_tree(entry)
 
 
 def output_for(

@@ -60,11 +60,11 @@ class PartsWritten:
     parts: list[PartOutcome]
     input_sha256: dict[int, str] = field(default_factory=dict)
 
-    def counts_of(self, index: int) -> Counts:
-        counts = Counts()
+    def counts_by_input(self) -> dict[int, Counts]:
+        """Each input's counts, its parts' added up (an input without parts has none)."""
+        counts: dict[int, Counts] = {}
         for part in self.parts:
-            if part.index == index:
-                counts = counts + part.counts
+            counts[part.index] = counts.get(part.index, Counts()) + part.counts
         return counts
 
     @property

@@ -40,10 +40,15 @@ from pa_batch.io.inputs import (
 from pa_batch.io.storage import Location, arrow_source
 from pa_batch.io.tables import TableWriter, part_name
 from pa_batch.runner.engines import LocalEngine
-from pa_batch.runner.state import FoundDuplicates, finish_batch
+from pa_batch.runner.state import (
+    FoundDuplicates,
+    describe_locations,
+    finish_batch,
+    location_rows,
+    pack_locations,
+)
 from pa_batch.schemas.outputs import REJECTS_SCHEMA, RESULTS_SCHEMA
 
-ROW_BITS = 40  # a location packs (input index, record number) into one uint64, as state does
 _KEYS_SCHEMA = pa.schema(
     [("key", pa.large_string()), ("location", pa.uint64()), ("part", pa.uint32())]
 )
@@ -134,7 +139,6 @@ def write_part(
     keys: list[pa.Array] = []
     hashes: list[np.ndarray] = []
     locations: list[np.ndarray] = []
-    here = np.uint64(job.index) << np.uint64(ROW_BITS)
     try:
         for decided in LocalEngine(reference).decide(batches, extract.source.label):
             outcome = finish_batch(decided, duplicates or FoundDuplicates())
@@ -145,7 +149,7 @@ def write_part(
                 keys.append(pa.array(decided.keys, type=pa.large_string(), from_pandas=True))
                 hashes.append(pd.util.hash_pandas_object(decided.keys, index=False).to_numpy())
                 rows = decided.results["source_row"].to_numpy(dtype=np.uint64)
-                locations.append(here | rows)
+                locations.append(pack_locations(job.index, rows))
             del decided, outcome
     finally:
         results.close()
@@ -213,9 +217,7 @@ def first_occurrences(key_files: Iterable[Location], partition: int) -> pa.Table
     return pa.table(
         {
             "part": table["part"].take(pa.array(order[later])),
-            "source_row": (location[order[later]] & np.uint64((1 << ROW_BITS) - 1)).astype(
-                np.int64
-            ),
+            "source_row": location_rows(location[order[later]]),
             "first": location[order[first_position[codes[later]]]],
         },
         schema=_DUPLICATES_SCHEMA,
@@ -228,10 +230,7 @@ def duplicates_by_part(found: list[pa.Table], labels: list[str]) -> dict[int, Fo
     table = pa.concat_tables([_DUPLICATES_SCHEMA.empty_table(), *found])
     if table.num_rows == 0:
         return {}
-    first = table["first"].to_numpy()
-    inputs = np.asarray(labels, dtype=object)[(first >> np.uint64(ROW_BITS)).astype(np.int64)]
-    rows = (first & np.uint64((1 << ROW_BITS) - 1)).astype(np.int64).astype(str).astype(object)
-    described = inputs + " row " + rows
+    described = describe_locations(table["first"].to_numpy(), labels)
     part = table["part"].to_numpy()
     source_row = table["source_row"].to_numpy()
     by_part: dict[int, FoundDuplicates] = {}

@@ -279,9 +279,10 @@ def execute_as_parts(
 
     with DaskEngine(plan.reference, options.scheduler, client=client) as engine:
         written = engine.write_parts(extracts, options.batch_rows, target, on_read)
+    counts_by_input = written.counts_by_input()
     for index, extract in enumerate(extracts):
         source = extract.source
-        counts = written.counts_of(index)
+        counts = counts_by_input.get(index, Counts())
         record = InputRecord(
             source.label,
             source.format,

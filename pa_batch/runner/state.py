@@ -34,6 +34,25 @@ from pa_batch.errors import RunError
 from pa_batch.schemas.claim_extract import REJECT_CODES
 
 _ROW_BITS = 40  # a location packs (input index, source_row) into one uint64
+_ROW_MASK = np.uint64((1 << _ROW_BITS) - 1)
+
+
+def pack_locations(input_index: int, source_rows: np.ndarray) -> np.ndarray:
+    """Where records were read, each as one uint64: (input index, source_row)."""
+    return (np.uint64(input_index) << np.uint64(_ROW_BITS)) | np.asarray(
+        source_rows, dtype=np.uint64
+    )
+
+
+def location_rows(locations: np.ndarray) -> np.ndarray:
+    """The source_row of each packed location."""
+    return (locations & _ROW_MASK).astype(np.int64)
+
+
+def describe_locations(locations: np.ndarray, labels: list[str]) -> np.ndarray:
+    """Each packed location as a DUPLICATE_KEY message names it: ``<input label> row N``."""
+    inputs = np.asarray(labels, dtype=object)[(locations >> np.uint64(_ROW_BITS)).astype(np.int64)]
+    return inputs + " row " + location_rows(locations).astype(str).astype(object)
 
 
 class _HashFilter:
@@ -86,9 +105,9 @@ class _HashFilter:
 
 
 def _mapped(path: Path, dtype: type, offset: int = 0, shape: int | None = None) -> np.ndarray:
-    """A read-only memory map of ``path`` for scattered reads: the kernel maps only the
-    pages read (no fault-around of their neighbours, no read-ahead), so the process's
-    resident memory grows by a page a lookup, not by 64 KiB of pages it never reads."""
+    """A read-only memory map of ``path`` for scattered reads (no read-ahead). The pages
+    read stay in the process's resident memory while the map lives, and the kernel may map
+    a whole large folio for one page read: callers map a window, not a whole file."""
     mapped = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
     with contextlib.suppress(AttributeError, OSError, ValueError):  # not on every platform
         mapped._mmap.madvise(mmap.MADV_RANDOM)  # type: ignore[attr-defined]
@@ -194,21 +213,18 @@ class _Run:
 
     def hashes(self, directory: Path) -> np.ndarray:
         """The run's hashes mapped (a few boundaries searched while merging)."""
-        if self.merged is None:
-            return _mapped(directory / "hashes", np.uint64, offset=8 * self.first, shape=self.count)
-        return _mapped(self.merged.with_suffix(".hashes"), np.uint64)
+        path, base = self._file(directory, "hashes")
+        return _mapped(path, np.uint64, offset=base, shape=self.count)
 
     def read(self, directory: Path, low: int, high: int) -> tuple[np.ndarray, np.ndarray]:
         """Positions ``low``..``high`` of this run: hashes and entries, read (not mapped: a
         mapped page read stays in the process's memory while the map lives)."""
-        count = high - low
+        path, base = self._file(directory, "hashes")
+        hashes = np.fromfile(path, np.uint64, high - low, offset=base + 8 * low)
         if self.merged is None:
-            hashes = np.fromfile(
-                directory / "hashes", np.uint64, count, offset=8 * (self.first + low)
-            )
             return hashes, np.arange(self.first + low, self.first + high, dtype=np.int64)
-        hashes = np.fromfile(self.merged.with_suffix(".hashes"), np.uint64, count, offset=8 * low)
-        entries = np.fromfile(self.merged.with_suffix(".entries"), np.uint64, count, offset=8 * low)
+        path, base = self._file(directory, "entries")
+        entries = np.fromfile(path, np.uint64, high - low, offset=base + 8 * low)
         return hashes, entries.astype(np.int64)
 
 
@@ -541,8 +557,7 @@ class ClaimKeyRegistry:
             return pd.Series([], dtype="str")
         if not self._inputs or self._inputs[-1] != source_file:
             self._inputs.append(source_file)
-        here = np.uint64(len(self._inputs) - 1) << np.uint64(_ROW_BITS)
-        locations = here | np.asarray(source_rows, dtype=np.uint64)
+        locations = pack_locations(len(self._inputs) - 1, source_rows)
 
         # within the batch: factorize numbers keys by first appearance, exactly
         codes, uniques = pd.factorize(keys.reset_index(drop=True))
@@ -587,10 +602,7 @@ class ClaimKeyRegistry:
 
     def _describe(self, found: np.ndarray, seen: np.ndarray) -> np.ndarray:
         described = np.full(len(found), None, dtype=object)
-        index = (found[seen] >> np.uint64(_ROW_BITS)).astype(np.int64)
-        rows = (found[seen] & np.uint64((1 << _ROW_BITS) - 1)).astype(np.int64)
-        labels = np.asarray(self._inputs, dtype=object)[index]
-        described[seen] = labels + " row " + rows.astype(str).astype(object)
+        described[seen] = describe_locations(found[seen], self._inputs)
         return described
 
 
