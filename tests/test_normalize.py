@@ -237,3 +237,24 @@ def test_ndc_equals_the_contracts_regular_expressions(values, offset):
     series = pd.Series(["99999999999"] * offset + values, dtype="str").iloc[offset:]
     got = normalize.ndc(series)
     assert [None if pd.isna(v) else v for v in got] == [_ndc_oracle(v) for v in values]
+
+
+_calendar_days = st.one_of(
+    st.none(), st.dates(min_value=datetime.date(1, 1, 1), max_value=datetime.date(9999, 12, 31))
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(_calendar_days, _calendar_days), min_size=1, max_size=40))
+def test_age_in_years_is_the_calendar_reading(pairs):
+    """Whole years by the calendar, read from each date's year, month and day: NA where a date
+    is missing; one less than the difference of years before the birthday (29 February's
+    birthday falls on 1 March in other years)."""
+    births = pd.Series([b for b, _ in pairs], dtype="datetime64[s]")
+    ons = pd.Series([o for _, o in pairs], dtype="datetime64[s]")
+    got = normalize.age_in_years(births, ons)
+    for (birth, on), age in zip(pairs, got, strict=True):
+        if birth is None or on is None:
+            assert pd.isna(age)
+        else:
+            assert age == on.year - birth.year - ((on.month, on.day) < (birth.month, birth.day))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 from helpers import examples
 from hypothesis import given, settings
@@ -48,10 +49,7 @@ def test_equal_hashes_of_different_keys_are_never_duplicates(monkeypatch, segmen
     a batch) or waiting in memory."""
     monkeypatch.setattr(state._SpilledKeys, "_SEGMENT_KEYS", segment_keys)
 
-    def one_hash(values, index=False):
-        return pd.Series(np.zeros(len(values), dtype=np.uint64))
-
-    monkeypatch.setattr(state.pd.util, "hash_pandas_object", one_hash)
+    monkeypatch.setattr(state, "key_hashes", lambda text: np.zeros(len(text), dtype=np.uint64))
     batches = [
         ("a.csv", ["K1", "K2", "K1"]),
         ("a.csv", ["K3", "K2"]),
@@ -151,11 +149,7 @@ def test_merged_runs_of_the_hash_index_answer_as_the_segments_would(batches, fan
             state._HashFilter, "may_contain", lambda self, hashes: np.ones(len(hashes), bool)
         )
         if collide:
-            patch.setattr(
-                state.pd.util,
-                "hash_pandas_object",
-                lambda values, index=False: pd.Series(np.full(len(values), 7, np.uint64)),
-            )
+            patch.setattr(state, "key_hashes", lambda text: np.full(len(text), 7, np.uint64))
         assert _claimed(ClaimKeyRegistry(), batches) == _oracle(batches)
 
 
@@ -211,3 +205,28 @@ def test_a_runs_fences_find_where_a_binary_search_would(stored, before, asked, b
         assert not (there[~inside] == wanted[~inside]).any()
         positions = np.arange(len(hashes))[::2]
         assert run.hashes_at(Path(folder), positions).tolist() == hashes[::2].tolist()
+
+
+@settings(max_examples=examples(100), deadline=None)
+@given(
+    st.lists(st.text(max_size=80), max_size=60), st.integers(0, 5), st.sampled_from([1, 7, 1 << 14])
+)
+def test_a_key_hashes_alike_wherever_it_sits(values, cut, chunk):
+    """The same text gives the same hash in any array, at any offset (a slice, a take), and
+    texts of a batch that differ get different hashes (64 bits: a clash among these few
+    would be a broken hash, not bad luck)."""
+    state._HASH_CHUNK, chunk_was = chunk, state._HASH_CHUNK  # hashed a few values at a time
+    try:
+        text = pa.array(values, pa.string())
+        hashes = state.key_hashes(text)
+        assert state.key_hashes(text.slice(0, 0)).tolist() == []
+    finally:
+        state._HASH_CHUNK = chunk_was
+    assert state.key_hashes(text.slice(min(cut, len(values)))).tolist() == hashes[cut:].tolist()
+    reversed_hashes = state.key_hashes(
+        text.take(pa.array(range(len(values) - 1, -1, -1), pa.int64()))
+    )
+    assert reversed_hashes.tolist() == hashes[::-1].tolist()
+    by_text = dict(zip(values, hashes.tolist(), strict=True))
+    assert [by_text[value] for value in values] == hashes.tolist()
+    assert len(set(by_text.values())) == len(by_text)

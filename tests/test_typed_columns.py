@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -85,31 +86,48 @@ def test_dates_and_timestamps_are_their_text_s(kind, days, seconds):
     )
 
 
-def test_a_typed_parquet_extract_decides_as_its_text_copy(tmp_path):
+@pytest.mark.parametrize("batch_rows", [None, 2], ids=["one batch", "batches of 2"])
+def test_a_typed_parquet_extract_decides_as_its_text_copy(tmp_path, batch_rows):
+    """Typed line numbers, service dates and birth dates (valid, missing, invalid, after the
+    service, under age) decide as their text does, in one batch and over batches scoped
+    apart and decided together."""
     lines = [
-        {**VALID_LINE, "claim_id": f"C{n}", "line_number": str(number), "service_date": day}
-        for n, (number, day) in enumerate(
-            [(1, "2024-05-01"), (2, "2024-05-02"), (0, "2024-06-30"), (-3, "2024-07-01"),
-             (None, "2024-05-03"), (7, None), (10**18, "2024-05-04")]
+        {**VALID_LINE, "claim_id": f"C{n}", "line_number": str(number), "service_date": day,
+         "member_birth_date": born}
+        for n, (number, day, born) in enumerate(
+            [(1, "2024-05-01", "1980-01-02"), (2, "2024-05-02", None),
+             (0, "2024-06-30", "1980-01-02"), (-3, "2024-07-01", "2024-07-02"),
+             (None, "2024-05-03", "1980-01-02"), (7, None, "1980-01-02"),
+             (10**18, "2024-05-04", "1980-01-02"), (8, "2024-05-05", "2024-05-06"),
+             (9, "2024-05-06", "2020-02-29"), (10, "2024-05-07", "0001-01-01")]
         )
     ]  # fmt: skip
     text = pa.table(
         {c: [line[c] if line[c] != "None" else None for line in lines] for c in VALID_LINE}
     )
     typed_table = text.set_column(
-        text.schema.get_field_index("line_number"), "line_number",
-        pa.array([None if v in (None, "None") else int(v) for v in text["line_number"].to_pylist()], pa.int64()),
-    ).set_column(
-        text.schema.get_field_index("service_date"), "service_date",
-        pa.array([None if v is None else dt.date.fromisoformat(v) for v in text["service_date"].to_pylist()], pa.date32()),
-    )  # fmt: skip
+        text.schema.get_field_index("line_number"),
+        "line_number",
+        pa.array(
+            [None if v in (None, "None") else int(v) for v in text["line_number"].to_pylist()],
+            pa.int64(),
+        ),
+    )
+    for name in ("service_date", "member_birth_date"):
+        typed_table = typed_table.set_column(
+            text.schema.get_field_index(name), name,
+            pa.array([None if v is None else dt.date.fromisoformat(v) for v in text[name].to_pylist()], pa.date32()),
+        )  # fmt: skip
     outputs = {}
     for name, table in (("text", text), ("typed", typed_table)):
         pq.write_table(table, tmp_path / f"{name}.parquet")
         out = tmp_path / f"out_{name}"
+        batching = ["--batch-rows", str(batch_rows)] if batch_rows else []
         result = CliRunner().invoke(
-            app, ["run", str(tmp_path / f"{name}.parquet"), "--out", str(out), "--format", "csv"]
-        )
+            app,
+            ["run", str(tmp_path / f"{name}.parquet"), "--out", str(out), "--format", "csv",
+             *batching],
+        )  # fmt: skip
         assert result.exit_code == 0, result.output
         outputs[name] = [
             (out / f).read_text().replace(f"{name}.parquet", "X")
@@ -119,4 +137,29 @@ def test_a_typed_parquet_extract_decides_as_its_text_copy(tmp_path):
     assert (
         "INVALID_LINE_NUMBER" in outputs["typed"][1]
         and "MISSING_REQUIRED_VALUE" in outputs["typed"][1]
+        and "BIRTH_AFTER_SERVICE" in outputs["typed"][1]
     )
+    assert "PEDIATRIC_ORAL_UNDER_12" in outputs["typed"][0]
+
+
+@settings(max_examples=examples(60), deadline=None)
+@given(
+    days=st.lists(st.one_of(st.none(), DAY), min_size=1, max_size=30),
+    gaps=st.lists(st.integers(1, 5), min_size=30, max_size=30),
+)
+def test_typed_birth_dates_are_their_text_s_on_lines_anywhere_in_a_batch(days, gaps):
+    """The powder lines are a subset of a batch, labelled by their positions in it: typed
+    birth dates give each line the birth date, flags and age its text gives it."""
+    column = pa.array(days, pa.int32()).cast(pa.date32())
+    positions = np.cumsum(gaps[: len(days)])  # the lines' positions in their batch
+    text = _as_its_text(column, "member_birth_date").set_axis(positions)
+    lines = pd.DataFrame(
+        {"route": "oral", "strength": "5", "strength_unit": "mg", "member_birth_date": text,
+         "diagnosis_codes": "G35"},
+        index=positions,
+    )  # fmt: skip
+    service_date = pd.Series(pd.Timestamp("2024-05-01"), index=positions, dtype="datetime64[s]")
+    version = np.zeros(len(days), dtype=np.int64)
+    as_typed = typed.powder_columns(lines, service_date, version, column).values
+    as_text = typed.powder_columns(lines, service_date, version).values
+    pd.testing.assert_frame_equal(as_typed, as_text)

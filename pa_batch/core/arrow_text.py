@@ -21,21 +21,46 @@ class TextCells(Mapping[str, pa.Array]):
     A text column is held as text. A typed Parquet column (dates, numbers) is held as read
     and turned into text (``typed_as_text``) only when first asked for: the screen checks
     such columns as themselves, so the records it counts out of scope (most of a nightly
-    mix) never pay for the conversion; the rest do, on their own rows (``take``).
+    mix) never pay for the conversion; the rest do, on their own rows (``take``). A text
+    column read as a dictionary (a few distinct values) is held so too, decoded when asked
+    for; the screen reads its distinct values (``dictionary``).
     """
 
-    def __init__(self, text: Mapping[str, pa.Array], typed: Mapping[str, pa.Array] | None = None):
+    def __init__(
+        self,
+        text: Mapping[str, pa.Array],
+        typed: Mapping[str, pa.Array] | None = None,
+        dictionaries: Mapping[str, pa.DictionaryArray] | None = None,
+    ):
         self._text = dict(text)
         self._typed = {n: cells for n, cells in (typed or {}).items() if n not in self._text}
-        self._names = [*self._text, *self._typed]
+        self._dictionaries = {
+            n: cells
+            for n, cells in (dictionaries or {}).items()
+            if n not in self._text and n not in self._typed
+        }
+        self._names = [*self._text, *self._typed, *self._dictionaries]
+        self._typed_names = frozenset(self._typed)
+
+    def dictionary(self, name: str) -> pa.DictionaryArray | None:
+        """The column as its distinct values and their indices, if it is held so."""
+        return self._dictionaries.get(name)
+
+    def is_typed(self, name: str) -> bool:
+        """True if the column was typed (dates, numbers): its text, a cast, has no
+        surrounding whitespace and no empty cell, so it needs no trimming."""
+        return name in self._typed_names
 
     def __getitem__(self, name: str) -> pa.Array:
         if name not in self._text:
-            self._text[name] = typed_as_text(self._typed.pop(name), name)  # KeyError if absent
+            if name in self._dictionaries:
+                self._text[name] = self._dictionaries.pop(name).dictionary_decode()
+            else:
+                self._text[name] = typed_as_text(self._typed.pop(name), name)  # KeyError if absent
         return self._text[name]
 
     def __contains__(self, name: object) -> bool:
-        return name in self._text or name in self._typed
+        return name in self._text or name in self._typed or name in self._dictionaries
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._names)
@@ -48,6 +73,7 @@ class TextCells(Mapping[str, pa.Array]):
         return TextCells(
             {name: cells.take(at) for name, cells in self._text.items()},
             {name: cells.take(at) for name, cells in self._typed.items()},
+            {name: cells.take(at) for name, cells in self._dictionaries.items()},
         )
 
     @staticmethod
@@ -57,13 +83,17 @@ class TextCells(Mapping[str, pa.Array]):
         return TextCells(
             {name: joined([p[name] for p in parts]) for name in first._text},
             {name: joined([p._cells_as_held(name) for p in parts]) for name in first._typed},
+            {name: joined([p._cells_as_held(name) for p in parts]) for name in first._dictionaries},
         )
 
     def _cells_as_held(self, name: str) -> pa.Array:
-        return self._typed[name] if name in self._typed else self._text[name]
+        for held in (self._typed, self._dictionaries, self._text):
+            if name in held:
+                return held[name]
+        raise KeyError(name)
 
     def __reduce__(self):  # pickled as held (Dask ships batches to workers)
-        return (TextCells, (self._text, self._typed))
+        return (TextCells, (self._text, self._typed, self._dictionaries))
 
 
 def joined(arrays: list[pa.Array]) -> pa.Array:
@@ -125,7 +155,9 @@ def text_records(columns: Mapping[str, pa.Array], length: int) -> pd.DataFrame:
     """Trimmed text columns (empty -> missing) for every contract column, absent ones NA."""
     data = {}
     for name in INPUT_COLUMNS:
-        if name in columns:
+        if isinstance(columns, TextCells) and columns.is_typed(name):
+            data[name] = columns[name]
+        elif name in columns:
             data[name] = trimmed(columns[name])
         else:
             data[name] = pa.nulls(length, pa.string())

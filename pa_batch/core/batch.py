@@ -84,8 +84,9 @@ class Batch:
         self.raw = raw if isinstance(raw, TextCells) else TextCells(raw or {})
         # CSV records with the wrong field count: source_row, fields, raw text
         self.malformed = malformed if malformed is not None else malformed_frame([])
-        # a Parquet file's line_number and service_date when they were stored as integers
-        # and dates: checked as such (typed.record_columns), not parsed back from their text
+        # a Parquet file's line_number, service_date and member_birth_date when they were
+        # stored as integers and dates: checked as such (typed.record_columns,
+        # typed.powder_columns), not parsed back from their text
         self.typed = typed if typed is not None else {}
 
     @property
@@ -209,10 +210,12 @@ class ScopedBatch:
         if len(self.positions) == len(self.lines.records):
             return self
         at = self.positions
+        taken = pa.array(at)
         lines = Batch(
             self.lines.records.take(at).reset_index(drop=True),
             self.lines.source_rows[at],
-            raw=self.lines.raw.take(pa.array(at)),
+            raw=self.lines.raw.take(taken),
+            typed={name: cells.take(taken) for name, cells in self.lines.typed.items()},
         )
         return ScopedBatch(
             self.rows_read,
@@ -318,10 +321,12 @@ def decide_scoped(
     # the powder columns are parsed on the in-scope lines; what the results carry as given
     # is gathered once, from the valid ones
     service_date = parsed["service_date"].take(in_scope)
+    given_birth_date = batch.typed.get("member_birth_date")
     powder = typed.powder_columns(
         records[list(POWDER_INPUTS)].take(in_scope),
         service_date,
         reference.policy.version_index(service_date),
+        given_birth_date.take(pa.array(in_scope)) if given_birth_date is not None else None,
     )
     line_failures = contract_failures(POWDER_LINE_SCHEMA, powder.values)
     valid = ~powder.values.index.isin(line_failures["position"])

@@ -349,8 +349,21 @@ LAST_DATE = np.datetime64("9999-12-31", "D")
 
 def age_in_years(birth: pd.Series, on: pd.Series) -> pd.Series:
     """Whole years on ``on``: difference of years, less one if (month, day) comes before birth's."""
-    b = birth.dt
-    o = on.dt
-    years = o.year - b.year
-    before_birthday = (o.month < b.month) | ((o.month == b.month) & (o.day < b.day))
-    return (years - before_birthday.astype("Int64")).astype("Int64")
+    # as numbers yyyymmdd, the difference's whole ten-thousands are the whole years (the
+    # (month, day) part, under 10000 either way, takes one off before the birthday)
+    before = _yyyymmdd(on.reindex(birth.index)) - _yyyymmdd(birth)
+    years = np.floor_divide(before, 10_000)
+    missing = np.isnan(years)
+    return pd.Series(
+        pd.arrays.IntegerArray(np.where(missing, 0, years).astype(np.int64), missing), birth.index
+    )
+
+
+def _yyyymmdd(dates: pd.Series) -> np.ndarray:
+    """Each date as the number yyyymmdd (float, NaN where missing)."""
+    fields = dates.dt
+    return (
+        fields.year.to_numpy(dtype=float) * 10_000
+        + fields.month.to_numpy(dtype=float) * 100
+        + fields.day.to_numpy(dtype=float)
+    )

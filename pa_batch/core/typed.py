@@ -100,15 +100,24 @@ class PowderColumns:
 
 
 def powder_columns(
-    lines: pd.DataFrame, service_date: pd.Series, policy_version: np.ndarray
+    lines: pd.DataFrame,
+    service_date: pd.Series,
+    policy_version: np.ndarray,
+    given_birth_date: pa.Array | None = None,
 ) -> PowderColumns:
     """Parse strength, unit, birth date, route and diagnosis codes of baclofen powder lines.
 
     ``policy_version`` is the index of the policy version in force on each line's service
-    date, -1 where none is."""
+    date, -1 where none is. ``given_birth_date``: a Parquet file's birth dates of these
+    lines when stored as dates, checked as such (as ``record_columns`` checks a service
+    date), not parsed back from their text."""
     amount = normalize.strength(lines["strength"])
     unit = normalize.strength_unit(lines["strength_unit"])
-    birth_date = normalize.dates(lines["member_birth_date"])
+    birth_date = (
+        calendar_dates(given_birth_date).set_axis(lines.index)
+        if given_birth_date is not None
+        else normalize.dates(lines["member_birth_date"])
+    )
     tokens = normalize.diagnosis_tokens(lines["diagnosis_codes"])
     code = tokens["code"].cat  # each distinct code checked once
     valid_code = normalize.valid_diagnosis_code(pd.Series(code.categories, dtype="str"))

@@ -559,9 +559,10 @@ class ClaimKeyRegistry:
             self._inputs.append(source_file)
         locations = pack_locations(len(self._inputs) - 1, source_rows)
 
-        # within the batch: factorize numbers keys by first appearance, exactly
-        codes, uniques = pd.factorize(keys.reset_index(drop=True))
-        first_position = np.empty(len(uniques), dtype=np.int64)
+        # within the batch: keys numbered by first appearance, exactly
+        text = pa.array(keys, type=pa.string(), from_pandas=True)
+        codes, hashes = _distinct_keys(text)
+        first_position = np.empty(len(hashes), dtype=np.int64)
         first_position[codes[::-1]] = np.arange(n - 1, -1, -1)
         found = np.zeros(n, dtype=np.uint64)
         seen = np.zeros(n, dtype=bool)
@@ -570,12 +571,10 @@ class ClaimKeyRegistry:
         seen[repeat] = True
 
         # the batch's distinct keys, in hash order, against the keys of earlier batches
-        distinct_keys = pd.Series(uniques, dtype="str")
-        hashes = pd.util.hash_pandas_object(distinct_keys, index=False).to_numpy(np.uint64)
         order = np.argsort(hashes, kind="stable")
         hashes = hashes[order]
-        distinct = pa.array(distinct_keys, type=pa.string(), from_pandas=True).take(pa.array(order))
         first = first_position[order]  # each distinct key's first row in this batch
+        distinct = text.take(pa.array(first))
         maybe = self._filter.may_contain(hashes)
         known = np.zeros(len(hashes), dtype=bool)
         earlier = np.zeros(len(hashes), dtype=np.uint64)
@@ -604,6 +603,70 @@ class ClaimKeyRegistry:
         described = np.full(len(found), None, dtype=object)
         described[seen] = describe_locations(found[seen], self._inputs)
         return described
+
+
+def _distinct_keys(text: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Each key's number among the distinct keys (by first appearance), and each distinct
+    key's hash. Numbered by hash, which is exact unless two different keys share one: that
+    is checked on the text, and then the keys are numbered by their text instead."""
+    hashes = key_hashes(text)
+    codes, distinct_hashes = pd.factorize(hashes)
+    first_position = np.empty(len(distinct_hashes), dtype=np.int64)
+    first_position[codes[::-1]] = np.arange(len(codes) - 1, -1, -1)
+    same_text = pc.equal(text, text.take(pa.array(first_position[codes])))
+    if pc.all(same_text).as_py() is not False:
+        return codes, distinct_hashes.astype(np.uint64)
+    codes, distinct = pd.factorize(pd.Series(text, dtype="str"))
+    return codes, key_hashes(pa.array(distinct, type=pa.string(), from_pandas=True))
+
+
+# a polynomial over a key's bytes (mod 2**64), its length added, then splitmix64's
+# finalizer, so that every bit of the key reaches every bit of the hash (the filter and the
+# runs take bits of it from both ends)
+_MULTIPLIER = np.uint64(0x100000001B3)  # FNV's 64-bit prime: odd, so no byte is lost
+_LENGTH_WEIGHT = np.uint64(0x9E3779B97F4A7C15)
+_powers = np.cumprod(np.full(64, _MULTIPLIER, dtype=np.uint64))
+
+
+_HASH_CHUNK = 1 << 14  # values hashed at once: a few MB of byte-wide temporaries
+
+
+def key_hashes(text: pa.Array) -> np.ndarray:
+    """A 64-bit hash of each text value, computed over many at once from the Arrow buffers
+    (a null hashes as the empty text: keys are never null)."""
+    if len(text) <= _HASH_CHUNK:
+        return _chunk_hashes(text)
+    return np.concatenate(
+        [
+            _chunk_hashes(text.slice(start, _HASH_CHUNK))
+            for start in range(0, len(text), _HASH_CHUNK)
+        ]
+    )
+
+
+def _chunk_hashes(text: pa.Array) -> np.ndarray:
+    global _powers
+    offsets, data = offsets_and_bytes(text)
+    offsets = offsets.astype(np.int64)
+    lengths = np.diff(offsets)
+    sums = np.zeros(len(lengths), dtype=np.uint64)
+    used = data[offsets[0] : offsets[-1]].astype(np.uint64)
+    if len(used):
+        if int(lengths.max()) > len(_powers):
+            _powers = np.cumprod(np.full(2 * int(lengths.max()), _MULTIPLIER, dtype=np.uint64))
+        starts = offsets[:-1] - offsets[0]
+        within = np.arange(len(used), dtype=np.int64) - np.repeat(starts, lengths)
+        present = lengths > 0
+        sums[present] = np.add.reduceat(used * _powers[within], starts[present])
+    return _mixed(sums + lengths.astype(np.uint64) * _LENGTH_WEIGHT)
+
+
+def _mixed(h: np.ndarray) -> np.ndarray:
+    h = h ^ (h >> np.uint64(30))
+    h = h * np.uint64(0xBF58476D1CE4E5B9)
+    h = h ^ (h >> np.uint64(27))
+    h = h * np.uint64(0x94D049BB133111EB)
+    return h ^ (h >> np.uint64(31))
 
 
 class FoundDuplicates:
