@@ -72,11 +72,18 @@ RECORD = st.fixed_dictionaries(
 )
 
 
-def _batch(records: list[dict], typed_line: bool, typed_date: bool, first_row: int = 1) -> Batch:
+def _batch(
+    records: list[dict],
+    typed_line: bool,
+    typed_date: bool,
+    first_row: int = 1,
+    names_as_dictionary: bool = False,
+) -> Batch:
     """A batch as a reader makes it: a typed column held as read (``TextCells`` turns it
-    into its values' text where asked), and handed over typed for the checks."""
+    into its values' text where asked), and handed over typed for the checks; the drug
+    names held as a Parquet dictionary column is read, if ``names_as_dictionary``."""
     length = len(records)
-    raw, typed = {}, {}
+    raw, typed, dictionaries = {}, {}, {}
     for name in ("claim_id", "member_id", "ndc", "drug_name"):
         raw[name] = pa.array([r[name] for r in records], pa.string())
     lines = [r["line_number"] for r in records]
@@ -96,8 +103,10 @@ def _batch(records: list[dict], typed_line: bool, typed_date: bool, first_row: i
     for name in INPUT_COLUMNS:
         if name not in typed:
             raw.setdefault(name, pa.array(["G35"] * length, pa.string()))
+    if names_as_dictionary:
+        dictionaries["drug_name"] = raw.pop("drug_name").dictionary_encode()
     source_rows = (np.arange(length) + first_row) * 3
-    return Batch(None, source_rows, raw=TextCells(raw, typed), typed=typed)
+    return Batch(None, source_rows, raw=TextCells(raw, typed, dictionaries), typed=typed)
 
 
 def _outcomes(scoped: core_batch.ScopedBatch) -> tuple:
@@ -111,11 +120,15 @@ def _outcomes(scoped: core_batch.ScopedBatch) -> tuple:
 
 
 @settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(RECORD, min_size=1, max_size=30), st.booleans(), st.booleans())
-def test_a_screened_batch_has_the_outcomes_of_the_whole_batch(records, typed_line, typed_date):
-    batch = _batch(records, typed_line, typed_date)
-    whole = core_batch._scope_every_record(batch, "generated.parquet", REFERENCE)
-    screened = scope_batch(batch, "generated.parquet", REFERENCE)
+@given(st.lists(RECORD, min_size=1, max_size=30), st.booleans(), st.booleans(), st.booleans())
+def test_a_screened_batch_has_the_outcomes_of_the_whole_batch(
+    records, typed_line, typed_date, names_as_dictionary
+):
+    def batch() -> Batch:  # one each: the cells a path decodes stay decoded in its batch
+        return _batch(records, typed_line, typed_date, names_as_dictionary=names_as_dictionary)
+
+    whole = core_batch._scope_every_record(batch(), "generated.parquet", REFERENCE)
+    screened = scope_batch(batch(), "generated.parquet", REFERENCE)
     assert _outcomes(screened) == _outcomes(whole)
 
 
@@ -124,15 +137,16 @@ def test_a_screened_batch_has_the_outcomes_of_the_whole_batch(records, typed_lin
     st.lists(st.lists(RECORD, min_size=0, max_size=12), min_size=2, max_size=4),
     st.booleans(),
     st.booleans(),
+    st.booleans(),
 )
 def test_what_the_screen_leaves_of_several_batches_is_scoped_as_each_alone(
-    parts, typed_line, typed_date
+    parts, typed_line, typed_date, names_as_dictionary
 ):
     """The local engine scopes what the screen leaves of consecutive batches together: the
     counts add up and the lines and rejects are those of each batch scoped alone."""
     batches, first_row = [], 1
     for records in parts:
-        batches.append(_batch(records, typed_line, typed_date, first_row))
+        batches.append(_batch(records, typed_line, typed_date, first_row, names_as_dictionary))
         first_row += len(records)
     together = scope_screened(
         [screen_batch(b, REFERENCE) for b in batches], "generated.parquet", REFERENCE
@@ -183,6 +197,13 @@ def test_a_batch_of_mostly_powder_lines_is_left_to_the_full_path(monkeypatch):
     assert screened([other, other, powder]) == [True, True, False]  # 2 of 3 may be screened
     assert screened([other, powder, powder]) is None  # 1 of 3: not worth it
     assert screened([]) is None
+    # a batch's first records tell at once: two powder lines of the first two stand aside
+    # for a batch that would otherwise be screened (4 of 6)
+    monkeypatch.setattr(screen, "SAMPLE_RECORDS", 2)
+    assert screened([powder, powder, other, other, other, other]) is None
+    assert screened([other, powder, other, other, powder, other]) == [
+        True, False, True, True, False, True
+    ]  # fmt: skip
 
 
 def test_every_spelling_of_a_listed_ndc_is_known_to_the_screen():
