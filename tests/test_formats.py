@@ -9,6 +9,7 @@ import hashlib
 import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -316,3 +317,31 @@ def test_grouping_batches_for_the_decision_changes_no_byte(run_cli, tmp_path, mo
     assert counts[1] == counts[50] == counts[1 << 15]
     assert counts[1]["rows_read"] == 3000
     assert counts[1]["rejected"] > 100 and counts[1]["approved"] > 10
+
+
+@pytest.mark.parametrize("row_group_rows", [7, 64, 1000])
+def test_parquet_batches_hold_batch_rows_records_however_the_row_groups_fall(
+    tmp_path, row_group_rows
+):
+    """Drug name, route and unit are read as dictionaries, which ends the reader's pieces at
+    every row group: the batches are still ``batch_rows`` records each (the last fewer), in
+    order, and their cells the text written."""
+    from pa_batch.io import inputs
+
+    table = pa.concat_tables([pq.read_table(SAMPLE_DATA / "claims.parquet")] * 3)
+    extract = tmp_path / "claims.parquet"
+    pq.write_table(table, extract, row_group_size=row_group_rows)
+    opened = inputs.open_extract(inputs.input_file(extract))
+    assert set(opened.parquet_dictionary_columns) == {"drug_name", "route", "strength_unit"}
+    batches = list(opened.batches(50))
+    sizes = [len(batch.source_rows) for batch in batches]
+    assert sizes == [50] * (table.num_rows // 50) + (
+        [table.num_rows % 50] * (table.num_rows % 50 > 0)
+    )
+    assert np.concatenate([b.source_rows for b in batches]).tolist() == list(
+        range(1, table.num_rows + 1)
+    )
+    assert batches[0].raw.dictionary("drug_name") is not None  # held as read until asked for
+    for name in ("drug_name", "route", "strength_unit", "claim_id"):
+        read = pa.concat_arrays([batch.raw[name] for batch in batches]).to_pylist()
+        assert read == table[name].to_pylist()

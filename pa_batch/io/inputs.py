@@ -655,10 +655,12 @@ def _csv_batches(extract: Extract, batch_rows: int, stream: io.RawIOBase) -> Ite
 
 
 def _rebatched(blocks: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.RecordBatch]:
-    """Parse blocks regrouped into batches of ``rows`` records, the last one shorter.
+    """Blocks regrouped into batches of ``rows`` records, the last one shorter (a batch of one
+    block is that block, not a copy).
 
-    Blocks are small (``CSV_BLOCK_BYTES``: Arrow's reader holds several in flight, so their
-    size is memory), batches are as large as ``--batch-rows`` asks: the two are separate.
+    A CSV's parse blocks are small (``CSV_BLOCK_BYTES``: Arrow's reader holds several in
+    flight, so their size is memory); a Parquet reader's pieces end at row groups. Batches
+    are as large as ``--batch-rows`` asks: the two are separate.
     """
     pending: list[pa.RecordBatch] = []
     count = 0
@@ -670,10 +672,14 @@ def _rebatched(blocks: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.Recor
             count += taken
             start += taken
             if count == rows:
-                yield pa.concat_batches(pending)
+                yield _joined_batches(pending)
                 pending, count = [], 0
     if count:
-        yield pa.concat_batches(pending)
+        yield _joined_batches(pending)
+
+
+def _joined_batches(pieces: list[pa.RecordBatch]) -> pa.RecordBatch:
+    return pieces[0] if len(pieces) == 1 else pa.concat_batches(pieces)
 
 
 def _good_record_numbers(good_index: np.ndarray, bad_rows: np.ndarray) -> np.ndarray:
@@ -753,9 +759,12 @@ def _parquet_batches(
         read_dictionary=extract.parquet_dictionary_columns,
     )
     read_so_far = first_row
-    for record_batch in parquet.iter_batches(
+    # a column read as a dictionary ends the reader's batch at each row group (its dictionary
+    # changes there): the pieces are joined back into batches of ``batch_rows``
+    pieces = parquet.iter_batches(
         batch_size=batch_rows, row_groups=row_groups, columns=[names[i] for i in extract.known]
-    ):
+    )
+    for record_batch in _rebatched(pieces, batch_rows):
         n = record_batch.num_rows
         raw = _as_cells(record_batch, extract)
         source_rows = np.arange(read_so_far + 1, read_so_far + n + 1, dtype=np.int64)
@@ -764,8 +773,9 @@ def _parquet_batches(
 
 
 # text columns that hold a few distinct values in any extract (a product description, a
-# route, a unit): read from Parquet as dictionaries, not as a string a record (about a third
-# of the reading a nightly mix costs), and decoded only where records need their text
+# route, a unit): read from Parquet as dictionaries, an index a record instead of a string
+# a record, and decoded only where records need their text (the screen reads the names'
+# distinct values; a nightly mix's other records are never decoded)
 FEW_VALUES_COLUMNS = ("drug_name", "route", "strength_unit")
 
 
