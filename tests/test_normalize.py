@@ -258,3 +258,36 @@ def test_age_in_years_is_the_calendar_reading(pairs):
             assert pd.isna(age)
         else:
             assert age == on.year - birth.year - ((on.month, on.day) < (birth.month, birth.day))
+
+
+def _date_as_read(text: str | None) -> datetime.date | None:
+    """The contract's date forms read one value at a time: four digits of year, two of
+    month, two of day, with both dashes or none; a real calendar date."""
+    if text is None:
+        return None
+    found = re.fullmatch(r"([0-9]{4})-?([0-9]{2})-?([0-9]{2})", text)
+    if not found or text.count("-") not in (0, 2):
+        return None
+    try:
+        return datetime.date(*map(int, found.groups()))
+    except ValueError:  # no such day, month or year (year 0)
+        return None
+
+
+_date_texts = st.one_of(
+    st.none(),
+    st.dates(datetime.date(1, 1, 1), datetime.date(9999, 12, 31))
+    .flatmap(lambda d: st.sampled_from([d.strftime("%Y-%m-%d"), d.strftime("%Y%m%d")]))
+    .map(lambda t: t.rjust(8 if "-" not in t else 10, "0")),
+    st.text(alphabet="0123456789-/ x\u0663", min_size=6, max_size=11),
+    st.from_regex(r"\A[0-9]{4}-?[0-9]{2}-?[0-9]{2}\Z"),
+)
+
+
+@settings(max_examples=examples(300), deadline=None)
+@given(st.lists(_date_texts, max_size=50))
+def test_dates_are_each_value_read_alone(texts):
+    """The dates read from the bytes of all values at once are those each value gives
+    alone, for valid dates in both forms, near-misses and noise."""
+    got = normalize.dates(pd.Series(texts, dtype="str"))
+    assert [None if pd.isna(v) else v.date() for v in got] == [_date_as_read(t) for t in texts]
