@@ -132,6 +132,11 @@ def is_typed_text_kind(kind: pa.DataType) -> bool:
     )
 
 
+def one_array(values: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """``values`` as one array (a chunked pandas column converts to a chunked array)."""
+    return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+
+
 def offsets_and_bytes(text: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     """``text``'s value offsets (one more than values; value ``i`` is
     ``bytes[offsets[i]:offsets[i + 1]]``) and its data buffer, both without a copy.

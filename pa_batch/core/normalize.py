@@ -16,7 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pa_batch.core.arrow_text import offsets_and_bytes
+from pa_batch.core.arrow_text import offsets_and_bytes, one_array
 
 ROUTE_SYNONYMS: Final[dict[str, str]] = {
     **dict.fromkeys(["oral", "orally", "po", "p.o.", "per os", "by mouth", "26643006"], "oral"),
@@ -161,9 +161,7 @@ def ndc(values: pd.Series) -> pd.Series:
     bytes: a valid NDC is 11, 12 or 13 bytes, so the values of each length are one byte
     matrix whose digits and hyphens are checked, and whose 11 digits are picked, by column.
     """
-    text = pa.array(values, type=pa.string(), from_pandas=True)
-    if isinstance(text, pa.ChunkedArray):
-        text = text.combine_chunks()
+    text = one_array(pa.array(values, type=pa.string(), from_pandas=True))
     offsets, data = offsets_and_bytes(text)
     present = text.is_valid().to_numpy(zero_copy_only=False)
     lengths = np.diff(offsets)

@@ -788,11 +788,11 @@ def _is_text_kind(kind: pa.DataType) -> bool:
     )
 
 
-# columns whose typed Parquet values are checked as themselves (core/typed.py)
 def _is_date_kind(kind: pa.DataType) -> bool:
     return pa.types.is_date(kind) or pa.types.is_timestamp(kind)
 
 
+# columns whose typed Parquet values are checked as themselves (core/typed.py)
 _TYPED_CHECKS = {
     "line_number": pa.types.is_integer,
     "service_date": _is_date_kind,

@@ -23,7 +23,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
@@ -44,6 +43,7 @@ from pa_batch.runner.state import (
     FoundDuplicates,
     describe_locations,
     finish_batch,
+    key_hashes,
     location_rows,
     pack_locations,
 )
@@ -147,7 +147,7 @@ def write_part(
             counts = counts + outcome.counts
             if duplicates is None:
                 keys.append(pa.array(decided.keys, type=pa.large_string(), from_pandas=True))
-                hashes.append(pd.util.hash_pandas_object(decided.keys, index=False).to_numpy())
+                hashes.append(key_hashes(keys[-1]))
                 rows = decided.results["source_row"].to_numpy(dtype=np.uint64)
                 locations.append(pack_locations(job.index, rows))
             del decided, outcome

@@ -26,7 +26,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pa_batch.core.arrow_text import offsets_and_bytes
+from pa_batch.core.arrow_text import offsets_and_bytes, one_array
 from pa_batch.core.batch import YES, DecidedBatch, line_counts, reject_rows
 from pa_batch.core.counts import Counts
 from pa_batch.core.outcomes import OUT_OF_SCOPE, REJECTED
@@ -560,10 +560,8 @@ class ClaimKeyRegistry:
         locations = pack_locations(len(self._inputs) - 1, source_rows)
 
         # within the batch: keys numbered by first appearance, exactly
-        text = pa.array(keys, type=pa.string(), from_pandas=True)
-        codes, hashes = _distinct_keys(text)
-        first_position = np.empty(len(hashes), dtype=np.int64)
-        first_position[codes[::-1]] = np.arange(n - 1, -1, -1)
+        text = one_array(pa.array(keys, type=pa.string(), from_pandas=True))
+        codes, first_position, hashes = _distinct_keys(text)
         found = np.zeros(n, dtype=np.uint64)
         seen = np.zeros(n, dtype=bool)
         repeat = first_position[codes] != np.arange(n)
@@ -605,19 +603,27 @@ class ClaimKeyRegistry:
         return described
 
 
-def _distinct_keys(text: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """Each key's number among the distinct keys (by first appearance), and each distinct
-    key's hash. Numbered by hash, which is exact unless two different keys share one: that
-    is checked on the text, and then the keys are numbered by their text instead."""
+def _distinct_keys(text: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each key's number among the distinct keys (by first appearance), each distinct key's
+    first position, and its hash. Numbered by hash, which is exact unless two different
+    keys share one: that is checked on the text, and then the keys are numbered by their
+    text instead."""
     hashes = key_hashes(text)
     codes, distinct_hashes = pd.factorize(hashes)
-    first_position = np.empty(len(distinct_hashes), dtype=np.int64)
-    first_position[codes[::-1]] = np.arange(len(codes) - 1, -1, -1)
+    first_position = _first_of_each(codes, len(distinct_hashes))
     same_text = pc.equal(text, text.take(pa.array(first_position[codes])))
     if pc.all(same_text).as_py() is not False:
-        return codes, distinct_hashes.astype(np.uint64)
+        return codes, first_position, distinct_hashes.astype(np.uint64)
     codes, distinct = pd.factorize(pd.Series(text, dtype="str"))
-    return codes, key_hashes(pa.array(distinct, type=pa.string(), from_pandas=True))
+    first_position = _first_of_each(codes, len(distinct))
+    return codes, first_position, key_hashes(text.take(pa.array(first_position)))
+
+
+def _first_of_each(codes: np.ndarray, count: int) -> np.ndarray:
+    """Where each of ``count`` codes first appears in ``codes`` (a factorize's)."""
+    first = np.empty(count, dtype=np.int64)
+    first[codes[::-1]] = np.arange(len(codes) - 1, -1, -1)
+    return first
 
 
 # a polynomial over a key's bytes (mod 2**64), its length added, then splitmix64's
@@ -634,6 +640,7 @@ _HASH_CHUNK = 1 << 14  # values hashed at once: a few MB of byte-wide temporarie
 def key_hashes(text: pa.Array) -> np.ndarray:
     """A 64-bit hash of each text value, computed over many at once from the Arrow buffers
     (a null hashes as the empty text: keys are never null)."""
+    text = one_array(text)
     if len(text) <= _HASH_CHUNK:
         return _chunk_hashes(text)
     return np.concatenate(
