@@ -2,14 +2,18 @@
 
 A scheduler and single-threaded workers are started as separate processes (``dask
 scheduler``, ``dask worker``), as on a real cluster, one cluster for each size asked
-(``--workers 1 2``: the scaling from one worker to two). A cluster's first run (one file)
-is timed apart: it pays every worker's imports and first calls, once in a cluster's life.
-Then, alternately, ``pa-batch run`` on the local engine and on the cluster, each a process
-of its own whose CPU time (user + sys, from wait4: the process alone, never the workers)
-and wall time are taken; also the CPU of a process that only starts and imports what a
-dask run imports (the floor of any client), whether distributed warned of a large graph
-(records shipped through the client), and that every run counted the same outcomes. Each
-file of the extract has its own seed and claim ids.
+(``--workers 1 2``: the scaling from one worker to two), all up at once. A cluster's first
+run (one file) is timed apart: it pays every worker's imports and first calls, once in a
+cluster's life. Then, round after round, ``pa-batch run`` on the local engine and on each
+cluster one after another (this machine's speed drifts within the hour: each round's runs
+see the same machine), each a process of its own whose CPU time (user + sys, from wait4:
+the process alone, never the workers) and wall time are taken. Also: the CPU of a process
+that only starts and imports what a dask run imports, and of one that imports only
+distributed and pyarrow (the floor of any dask client); the CPU a notebook's process spends
+on ``pa_batch.run`` with its connected ``Client`` (imports paid before); whether distributed
+warned of a large graph (records shipped through the client); and that every run counted
+the same outcomes. Each file of the extract has its own seed and claim ids (``--data DIR``
+keeps them there for the next call).
 
     python bench/bench_dask_client.py --lines 10000000 --files 40 --workers 1 2
 """
@@ -24,12 +28,16 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 
 HERE = Path(__file__).parent
 PA_BATCH = [sys.executable, "-m", "pa_batch"]
+# what a dask run's client imports; and what any dask client must (each left as the
+# command leaves its objects at exit: frozen, not collected)
 IMPORTS = "import pa_batch.cli, pa_batch.runner.pipeline, pa_batch.runner.dask_engine, distributed"
+CLIENT_IMPORTS = "import distributed, pyarrow.parquet"
+EXIT = "; import gc; gc.freeze()"
 
 
 def timed(command: list[str]) -> dict:
@@ -48,6 +56,36 @@ def timed(command: list[str]) -> dict:
         "rss_mib": round(usage.ru_maxrss / 1024),
         "large_graph_warning": "large graph" in said.lower(),
     }
+
+
+NOTEBOOK = """
+import json, resource, sys
+import distributed, pa_batch
+
+def cpu():
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+address, inputs, out, reference, rounds = json.loads(sys.argv[1])
+spent = []
+with distributed.Client(address) as client:
+    for number in range(rounds + 1):  # the first call pays this process's first calls
+        before = cpu()
+        pa_batch.run(inputs, f"{out}-{number}", reference_dir=reference, engine="dask",
+                     client=client)
+        spent.append(round(cpu() - before, 3))
+print(json.dumps(spent[1:]))
+"""
+
+
+def notebook_client_cpu(address: str, inputs: list[str], out: Path, reference: Path) -> list:
+    """The CPU a notebook's process spends on ``pa_batch.run`` on its connected cluster
+    (its imports and its first call paid before): the client's own work, each of 3 calls."""
+    arguments = json.dumps([address, inputs, str(out), str(reference), 3])
+    done = subprocess.run(
+        [sys.executable, "-c", NOTEBOOK, arguments], check=True, capture_output=True, text=True
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def _own_cpu() -> float:
@@ -137,51 +175,70 @@ def main() -> None:
         help="the extracts' shape: typed Parquet in 64K-row groups, or CSV (a file a part)",
     )  # fmt: skip
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--data", type=Path, help="the extracts' folder, kept (made if missing)")
     arguments = parser.parse_args()
     suffix = "csv" if arguments.shape == "csv" else "parquet"
     with tempfile.TemporaryDirectory(prefix="pa-batch-dask-bench-") as scratch:
         folder = Path(scratch)
+        data = arguments.data or folder
+        data.mkdir(parents=True, exist_ok=True)
         per_file = arguments.lines // arguments.files
         for index in range(arguments.files):  # a seed and claim ids of each file's own
+            extract = data / f"part-{index:03}.{suffix}"
+            if extract.exists():
+                continue
             subprocess.run(
                 [sys.executable, str(HERE / "extracts.py"),
                  "--lines", str(per_file), "--seed", str(11 + index),
                  "--first-id", str(index * per_file),
                  "--powder-share", str(arguments.powder_share), "--typed",
-                 "--row-group-rows", "65536", "--out", str(folder / f"part-{index:03}.{suffix}")],
+                 "--row-group-rows", "65536", "--out", str(extract)],
                 check=True,
             )  # fmt: skip
-        inputs = [str(folder / f"part-*.{suffix}")]
-        warm_up = [
-            str(folder / "part-000.parquet" if suffix == "parquet" else folder / "part-000.csv")
-        ]
+        inputs = [str(data / f"part-*.{suffix}")]
+        warm_up = [str(data / f"part-000.{suffix}")]
         reference = ["--reference-dir", str(HERE / "reference")]
         runs: dict[str, list[dict]] = {"local": []}
         cold: dict[str, dict] = {}
         # the CPU a client spends before it plans anything: the interpreter and the imports
-        # of a dask run (pandas, pyarrow, pandera, distributed)
-        floor = timed([sys.executable, "-c", IMPORTS])
-        for workers in arguments.workers:
-            engine = f"dask-{workers}"
-            runs[engine] = []
-            with cluster(folder / f"scheduler-{workers}.json", workers) as at:
-                extra = ["--engine", "dask", "--scheduler", at]
+        # of a dask run (pandas, pyarrow, pandera, distributed); and of any dask client
+        floor = timed([sys.executable, "-c", IMPORTS + EXIT])
+        client_floor = timed([sys.executable, "-c", CLIENT_IMPORTS + EXIT])
+        with ExitStack() as clusters:
+            # every cluster size up at once, idle but for the run in hand: the runs of one
+            # round go one after another (local, then each cluster), so this machine's
+            # drift within the hour falls on every engine alike
+            addresses = {
+                workers: clusters.enter_context(
+                    cluster(folder / f"scheduler-{workers}.json", workers)
+                )
+                for workers in arguments.workers
+            }
+            for workers, at in addresses.items():
+                engine = f"dask-{workers}"
+                runs[engine] = []
                 # a cluster's first run pays each worker's imports and first calls: timed
                 # apart (a cluster lives across runs; a cold one pays this once)
                 cold[engine] = timed(
                     [*PA_BATCH, "run", *warm_up, "--out", str(folder / f"warm-{workers}"),
-                     *reference, *extra]
+                     *reference, "--engine", "dask", "--scheduler", at]
                 )  # fmt: skip
-                for round_number in range(arguments.rounds):
-                    out = folder / f"out-local-{workers}-{round_number}"
-                    runs["local"].append(
-                        timed([*PA_BATCH, "run", *inputs, "--out", str(out), *reference])
-                    )
+            for round_number in range(arguments.rounds):
+                out = folder / f"out-local-{round_number}"
+                runs["local"].append(
+                    timed([*PA_BATCH, "run", *inputs, "--out", str(out), *reference])
+                )
+                for workers, at in addresses.items():
                     out = folder / f"out-dask-{workers}-{round_number}"
+                    extra = ["--engine", "dask", "--scheduler", at]
                     before = workers_cpu(at)
                     run = timed([*PA_BATCH, "run", *inputs, "--out", str(out), *reference, *extra])
                     run["workers_cpu_s"] = round(workers_cpu(at) - before, 2)
-                    runs[engine].append(run)
+                    runs[f"dask-{workers}"].append(run)
+            most = max(arguments.workers)
+            notebook = notebook_client_cpu(
+                addresses[most], inputs, folder / "out-notebook", HERE / "reference"
+            )
         # every engine decided the same: the counts of each run equal the local run's
         summaries = {
             out.name: json.loads((out / "summary.json").read_text()) for out in folder.glob("out-*")
@@ -189,9 +246,10 @@ def main() -> None:
         counts = {name: summary["counts"] for name, summary in summaries.items()}
         if len({json.dumps(c, sort_keys=True) for c in counts.values()}) != 1:
             raise SystemExit("the runs' counts differ")
-        duplicates = summaries[f"out-local-{arguments.workers[0]}-0"]["errors"]["DUPLICATE_KEY"]
+        duplicates = summaries["out-local-0"]["errors"]["DUPLICATE_KEY"]
     best = {engine: min(results, key=lambda r: r["wall_s"]) for engine, results in runs.items()}
     most = f"dask-{max(arguments.workers)}"
+    local_cpu = best["local"]["cpu_s"]
     report = {
         "lines": arguments.lines,
         "files": arguments.files,
@@ -200,17 +258,25 @@ def main() -> None:
         "duplicate_keys": duplicates,
         "workers": arguments.workers,
         "runs": runs,
-        "client_cpu_share_of_local_cpu": round(best[most]["cpu_s"] / best["local"]["cpu_s"], 3),
+        "client_cpu_share_of_local_cpu": round(best[most]["cpu_s"] / local_cpu, 3),
         "import_floor_cpu_s": floor["cpu_s"],
         "client_cpu_beyond_imports_share": round(
-            (best[most]["cpu_s"] - floor["cpu_s"]) / best["local"]["cpu_s"], 3
+            (best[most]["cpu_s"] - floor["cpu_s"]) / local_cpu, 3
         ),
+        "any_dask_client_floor_cpu_s": client_floor["cpu_s"],
+        "any_dask_client_floor_share": round(client_floor["cpu_s"] / local_cpu, 3),
+        "notebook_client_cpu_s": notebook,
+        "notebook_client_cpu_share": [round(cpu / local_cpu, 3) for cpu in notebook],
         "first_run_on_a_cold_cluster": cold,
         "dask_wall_vs_local": round(best[most]["wall_s"] / best["local"]["wall_s"], 2),
     }
     if len(arguments.workers) > 1:  # throughput from the fewest workers to the most
         fewest = f"dask-{min(arguments.workers)}"
         report["scaling"] = round(best[fewest]["wall_s"] / best[most]["wall_s"], 2)
+        report["scaling_by_round"] = [
+            round(few["wall_s"] / many["wall_s"], 2)
+            for few, many in zip(runs[fewest], runs[most], strict=True)
+        ]
     print(json.dumps(report, indent=2))
     if arguments.json:
         arguments.json.write_text(json.dumps(report, indent=2) + "\n")

@@ -79,3 +79,62 @@ def test_a_consumer_failing_while_the_producer_waits_does_not_hang():
     thread.join(5)
     assert not thread.is_alive()
     assert not [t for t in threading.enumerate() if t.name == "pa-batch-read-ahead"]
+
+
+def test_a_dask_task_decides_and_writes_its_part_in_its_own_thread(tmp_path, monkeypatch):
+    """A worker runs as many tasks at once as it has threads (cores): a part read, decided
+    and written with a read-ahead or writer thread of its own would take a neighbour's core.
+    The part written that way holds what the local run writes for the same file."""
+    import pyarrow.parquet as pq
+
+    from pa_batch.io import inputs
+    from pa_batch.io.storage import locate
+    from pa_batch.policy.reference import load_reference
+    from pa_batch.runner.parts import (
+        PartsTarget,
+        duplicates_by_part,
+        first_occurrences,
+        plan_parts,
+        write_part,
+    )
+    from tests.helpers import SAMPLE_DATA, read_table
+
+    extract = tmp_path / "claims.parquet"
+    pq.write_table(pq.read_table(SAMPLE_DATA / "claims.parquet"), extract, row_group_size=7)
+    opened = inputs.open_extract(inputs.input_file(locate(extract)))
+    reference = load_reference(locate(SAMPLE_DATA / "reference"))
+    target = PartsTarget(
+        results=locate(tmp_path / "results"),
+        rejects=locate(tmp_path / "rejects"),
+        keys=locate(tmp_path / "keys"),
+        fmt="parquet",
+        partitions=2,
+    )
+    for folder in ("results", "rejects", "keys"):
+        (tmp_path / folder).mkdir()
+    started: list[str] = []
+    start = threading.Thread.start
+
+    def recorded(thread: threading.Thread) -> None:
+        started.append(thread.name)
+        start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", recorded)
+    jobs = plan_parts([opened], 14)
+    for job in jobs:  # the parts, the first-occurrence pass, the parts fixed up: every task
+        write_part(job, target, 5, reference)
+    found = [first_occurrences([target.key_file(job.number) for job in jobs], p) for p in (0, 1)]
+    fixed = duplicates_by_part(found, [opened.source.label])
+    for number, duplicates in fixed.items():
+        write_part(jobs[number], target, 5, reference, duplicates)
+    monkeypatch.undo()
+    assert len(jobs) > 1 and len(fixed) == 1  # the sample repeats one key
+    assert started == []
+
+    local = tmp_path / "local"
+    from pa_batch import run
+
+    run(extract, local, reference_dir=SAMPLE_DATA / "reference", batch_rows=5)
+    for table in ("results", "rejects"):  # the parts in name order: the local rows
+        parts = pq.read_table(tmp_path / table).to_pandas()
+        assert parts.equals(read_table(local, table)), table

@@ -110,10 +110,11 @@ class TableWriter:
 
     Each batch is converted and written by a thread while the caller decides the next one
     (Arrow compresses and writes without holding the GIL); one batch at most is in flight,
-    and a failure of it is raised by the next ``write`` or by ``close``.
+    and a failure of it is raised by the next ``write`` or by ``close``. With ``background``
+    False, each batch is written before ``write`` returns (a dask task's one core).
     """
 
-    def __init__(self, path: Location, schema: pa.Schema, fmt: str):
+    def __init__(self, path: Location, schema: pa.Schema, fmt: str, *, background: bool = True):
         self.path = path
         self.schema = schema
         self.format = fmt
@@ -123,7 +124,11 @@ class TableWriter:
         where = self._sink if self._sink is not None else path
         self._pending: list[pa.Table] = []  # Parquet rows not yet making a whole row group
         self._pending_rows = 0
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pa-batch-write")
+        self._thread = (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="pa-batch-write")
+            if background
+            else None
+        )
         self._in_flight: Future | None = None
         if fmt == PARQUET:
             self._writer = pq.ParquetWriter(
@@ -143,6 +148,9 @@ class TableWriter:
         self.rows += rows
         # handed over in a holder the write empties: the frame is freed once it is Arrow,
         # not when the whole write is done
+        if self._thread is None:
+            self._write([frame], keep)
+            return
         self._in_flight = self._thread.submit(self._write, [frame], keep)
 
     def _wait(self) -> None:
@@ -171,7 +179,8 @@ class TableWriter:
             if self._sink is not None:
                 self._sink.close()
         finally:
-            self._thread.shutdown(wait=True)
+            if self._thread is not None:
+                self._thread.shutdown(wait=True)
 
     def _flush_row_groups(self, *, final: bool) -> None:
         """Write every whole row group pending (and, at the end, the rest)."""

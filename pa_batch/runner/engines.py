@@ -67,8 +67,13 @@ def scheduler_address_problem(address: str) -> str | None:
 
 
 class LocalEngine(AbstractContextManager):
-    def __init__(self, reference: ReferenceData):
+    """``read_ahead``: the next batch read by a thread while this one is worked (the
+    local run's second core). A dask worker's task runs without it: the worker was given
+    one core per thread, and a task that takes two makes its neighbours wait."""
+
+    def __init__(self, reference: ReferenceData, *, read_ahead: bool = True):
         self.reference = reference
+        self.read_ahead = read_ahead
 
     def __exit__(self, *exc) -> None:
         return None
@@ -113,7 +118,7 @@ class LocalEngine(AbstractContextManager):
         scope what the screen leaves of consecutive batches together, once there are
         ``SCREENED_ROWS`` such records."""
         held: list[ScreenedBatch] = []
-        for batch in read_ahead(batches):
+        for batch in read_ahead(batches) if self.read_ahead else batches:
             screened = screen_batch(batch, self.reference)
             del batch  # the records go before the next batch is read
             if on_read:
