@@ -45,8 +45,8 @@ lint: $(VENV)/.installed $(VENV)/.dev-deps
 bench: $(VENV)/.installed $(VENV)/.test-deps
 	$(BIN)/python bench/bench_run.py
 	$(BIN)/python bench/bench_reading.py
-	$(BIN)/python bench/bench_dask_client.py --lines 10000000 --files 40 --workers 1 2 --json bench/dask_client.json
-	$(BIN)/python bench/bench_dask_client.py --lines 10000000 --files 40 --workers 1 2 --shape csv --rounds 1 --json bench/dask_client_csv.json
+	$(BIN)/python bench/bench_dask_client.py --lines 10000000 --files 40 --workers 1 2 --rounds 5 --json bench/dask_client.json
+	$(BIN)/python bench/bench_dask_client.py --lines 10000000 --files 40 --workers 1 2 --shape csv --rounds 3 --json bench/dask_client_csv.json
 	$(BIN)/python bench/bench_registry.py --lines 50000000 --json bench/registry.json
 
 # outputs held byte for byte by tests/test_same_outputs.py: regenerate only when a change

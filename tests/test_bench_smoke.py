@@ -96,6 +96,7 @@ def test_the_dask_client_benchmark_runs_on_a_cluster_of_separate_processes(tmp_p
         assert report["first_run_on_a_cold_cluster"][engine]["wall_s"] > 0
     assert report["client_cpu_share_of_local_cpu"] > 0 and report["scaling"] > 0
     assert report["scaling_by_round"] == [report["scaling"]]  # one round: its ratio is the best
+    assert report["scaling_median_of_rounds"] == report["scaling"]
     assert report["import_floor_cpu_s"] > report["any_dask_client_floor_cpu_s"] > 0
     # the notebook's three calls on its connected client, each the client's work alone
     assert len(report["notebook_client_cpu_s"]) == 3
