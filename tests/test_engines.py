@@ -4,6 +4,7 @@ items and failures over in order, and never leave a thread behind."""
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import threading
 
@@ -121,15 +122,19 @@ def test_a_dask_task_decides_and_writes_its_part_in_its_own_thread(tmp_path, mon
 
     monkeypatch.setattr(threading.Thread, "start", recorded)
     jobs = plan_parts([opened], 14)
-    for job in jobs:  # the parts, the first-occurrence pass, the parts fixed up: every task
-        write_part(job, target, 5, reference)
+    # the parts, the first-occurrence pass, the parts fixed up: every task
+    outcomes = [write_part(job, target, 5, reference) for job in jobs]
     found = [first_occurrences([target.key_file(job.number) for job in jobs], p) for p in (0, 1)]
     fixed = duplicates_by_part(found, [opened.source.label])
     for number, duplicates in fixed.items():
-        write_part(jobs[number], target, 5, reference, duplicates)
+        outcomes[number] = write_part(jobs[number], target, 5, reference, duplicates)
     monkeypatch.undo()
     assert len(jobs) > 1 and len(fixed) == 1  # the sample repeats one key
-    assert started == []
+    # none but the first-occurrence pass's readers of key files, which wait on the network
+    assert started and all(name.startswith("pa-batch-keys") for name in started), started
+    for outcome in outcomes:  # each part's SHA-256, taken as written, is its file's
+        for name, digest in outcome.sha256.items():
+            assert digest == hashlib.sha256((tmp_path / name).read_bytes()).hexdigest(), name
 
     local = tmp_path / "local"
     from pa_batch import run
@@ -138,3 +143,31 @@ def test_a_dask_task_decides_and_writes_its_part_in_its_own_thread(tmp_path, mon
     for table in ("results", "rejects"):  # the parts in name order: the local rows
         parts = pq.read_table(tmp_path / table).to_pandas()
         assert parts.equals(read_table(local, table)), table
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_a_table_hashed_as_it_is_written_holds_the_same_bytes(tmp_path, fmt):
+    """``digest``: the SHA-256 of the bytes as they pass, equal to the file's; and the file
+    the same bytes as one written without it."""
+    import pandas as pd
+
+    from pa_batch.io.tables import TableWriter
+    from pa_batch.schemas.outputs import REJECTS_SCHEMA
+
+    frame = pd.DataFrame(
+        {name: [None] * 3 for name in REJECTS_SCHEMA.names}
+        | {"source_file": ["a.csv"] * 3, "source_row": [1, 2, 3], "error_code": ["=X", "Y", "Z"]}
+    )
+    written = {}
+    for digest in (False, True):
+        path = tmp_path / f"{digest}.{fmt}"
+        writer = TableWriter(path, REJECTS_SCHEMA, fmt, digest=digest)
+        for _ in range(3):
+            writer.write(frame)
+        writer.close()
+        written[digest] = path.read_bytes()
+        if digest:
+            assert writer.sha256 == hashlib.sha256(written[digest]).hexdigest()
+        else:
+            assert writer.sha256 is None
+    assert written[True] == written[False] and len(written[True]) > 100

@@ -8,6 +8,7 @@ decided it), the parts in input order by name; ``table_files`` finds either."""
 
 from __future__ import annotations
 
+import hashlib
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
@@ -105,22 +106,70 @@ def statistics_columns(schema: pa.Schema) -> list[str]:
     ]
 
 
+class _Digesting:
+    """A writable file that hashes (SHA-256) what passes through it to ``stream``."""
+
+    def __init__(self, stream):
+        self._stream = stream
+        self._sha256 = hashlib.sha256()
+        self._written = 0
+        self.closed = False
+
+    def write(self, data) -> int:
+        self._sha256.update(data)
+        self._stream.write(data)
+        self._written += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self._written
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def writable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._stream.close()
+
+    def hexdigest(self) -> str:
+        return self._sha256.hexdigest()
+
+
 class TableWriter:
     """Streams batches of one output table (Parquet or CSV) with a fixed schema.
 
     Each batch is converted and written by a thread while the caller decides the next one
     (Arrow compresses and writes without holding the GIL); one batch at most is in flight,
     and a failure of it is raised by the next ``write`` or by ``close``. With ``background``
-    False, each batch is written before ``write`` returns (a dask task's one core).
+    False, each batch is written before ``write`` returns (a dask task's one core). With
+    ``digest``, the bytes are hashed as they are written: ``sha256`` once closed, without
+    reading the file back (on a store, a GET of the whole object saved).
     """
 
-    def __init__(self, path: Location, schema: pa.Schema, fmt: str, *, background: bool = True):
+    def __init__(
+        self,
+        path: Location,
+        schema: pa.Schema,
+        fmt: str,
+        *,
+        background: bool = True,
+        digest: bool = False,
+    ):
         self.path = path
         self.schema = schema
         self.format = fmt
         self.rows = 0
+        self.sha256: str | None = None
         # a store's object is a stream (one upload, whole when closed); a local file, a path
         self._sink = path.open("wb") if isinstance(path, StorePath) else None
+        self._digesting = None
+        if digest:
+            self._digesting = _Digesting(self._sink if self._sink is not None else path.open("wb"))
+            self._sink = pa.PythonFile(self._digesting, mode="w")
         where = self._sink if self._sink is not None else path
         self._pending: list[pa.Table] = []  # Parquet rows not yet making a whole row group
         self._pending_rows = 0
@@ -178,6 +227,8 @@ class TableWriter:
             self._writer.close()
             if self._sink is not None:
                 self._sink.close()
+            if self._digesting is not None:
+                self.sha256 = self._digesting.hexdigest()
         finally:
             if self._thread is not None:
                 self._thread.shutdown(wait=True)

@@ -20,6 +20,7 @@ The parts in name order hold the local engine's rows, value for value, in input 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -34,7 +35,6 @@ from pa_batch.io.inputs import (
     Fragment,
     fragment_batches,
     parquet_fragments,
-    sha256_of_path,
 )
 from pa_batch.io.storage import Location, arrow_source
 from pa_batch.io.tables import TableWriter, part_name
@@ -52,6 +52,7 @@ from pa_batch.schemas.outputs import REJECTS_SCHEMA, RESULTS_SCHEMA
 _KEYS_SCHEMA = pa.schema(
     [("key", pa.large_string()), ("location", pa.uint64()), ("part", pa.uint32())]
 )
+KEY_FILE_READERS = 8  # key files a first-occurrence task reads at once
 _DUPLICATES_SCHEMA = pa.schema(
     [("part", pa.uint32()), ("source_row", pa.int64()), ("first", pa.uint64())]
 )
@@ -138,8 +139,11 @@ def write_part(
     # OMP_NUM_THREADS=1, which Arrow's pool follows); a read-ahead or writer thread would
     # take a neighbouring task's core (1 -> 2 workers on this 2-core machine: about 1.3x
     # with them, 1.65x without)
-    results = TableWriter(names["results"], RESULTS_SCHEMA, target.fmt, background=False)
-    rejects = TableWriter(names["rejects"], REJECTS_SCHEMA, target.fmt, background=False)
+    # (each part hashed as it is written: never read back for its SHA-256)
+    results, rejects = (
+        TableWriter(names[table], schema, target.fmt, background=False, digest=True)
+        for table, schema in (("results", RESULTS_SCHEMA), ("rejects", REJECTS_SCHEMA))
+    )
     counts = Counts()
     keys: list[pa.Array] = []
     hashes: list[np.ndarray] = []
@@ -167,7 +171,10 @@ def write_part(
         index=job.index,
         counts=counts,
         results_written=results.rows,
-        sha256={f"{table}/{path.name}": sha256_of_path(path) for table, path in names.items()},
+        sha256={
+            f"{table}/{writer.path.name}": str(writer.sha256)
+            for table, writer in (("results", results), ("rejects", rejects))
+        },
         input_sha256=extract.sha256 if job.fragment is None else None,
     )
 
@@ -205,10 +212,16 @@ def _write_keys(
 def first_occurrences(key_files: Iterable[Location], partition: int) -> pa.Table:
     """On a worker: one partition of the run's keys, from every part's key file; the later
     occurrences of each key in (input, record) order, with where the key was first seen."""
-    pieces = []
-    for key_file in key_files:
+
+    def read(key_file: Location) -> pa.RecordBatch:
         with ipc.open_file(arrow_source(key_file)) as reader:
-            pieces.append(reader.get_batch(partition))
+            return reader.get_batch(partition)
+
+    # a few key files read at once, in order: on a store each is a round trip or two of
+    # tens of milliseconds, and a run of thousands of parts would wait on them one by one
+    # (threads that wait on the network, not a second core's work)
+    with ThreadPoolExecutor(KEY_FILE_READERS, thread_name_prefix="pa-batch-keys") as readers:
+        pieces = list(readers.map(read, key_files))
     table = pa.Table.from_batches(pieces, schema=_KEYS_SCHEMA)
     if table.num_rows == 0:
         return _DUPLICATES_SCHEMA.empty_table()
