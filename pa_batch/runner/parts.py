@@ -137,9 +137,9 @@ def write_part(
     # one core: a worker runs as many tasks at once as it was given threads (cores), so a
     # task reads, decides and writes in its own thread (distributed starts its workers with
     # OMP_NUM_THREADS=1, which Arrow's pool follows); a read-ahead or writer thread would
-    # take a neighbouring task's core (1 -> 2 workers on this 2-core machine: about 1.3x
-    # with them, 1.65x without)
-    # (each part hashed as it is written: never read back for its SHA-256)
+    # take a neighbouring task's core (1 -> 2 workers on this 2-core machine: 1.2-1.5x
+    # with them, about 1.75x without). Each part is hashed as it is written: never read
+    # back for its SHA-256.
     results, rejects = (
         TableWriter(names[table], schema, target.fmt, background=False, digest=True)
         for table, schema in (("results", RESULTS_SCHEMA), ("rejects", REJECTS_SCHEMA))
